@@ -1,0 +1,1 @@
+"""The host side: torch-based stages (load, prune, distill, export, quantize)."""

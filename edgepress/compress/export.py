@@ -1,0 +1,185 @@
+"""export: write a loaded model as an ONNX or TFLite file (fp32), and say how.
+
+ONNX goes through torch.onnx (the dynamo exporter, falling back to the TorchScript-based one for
+modules torch.export cannot trace); TFLite goes through litert-torch. An ONNX source is checked,
+its dynamic dimensions fixed to the declared shapes, and copied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from edgepress.errors import UserError, choices
+
+LAYOUTS = ("nchw", "nhwc")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    tflite_layout: str = "nchw"  # TFLite I/O layout: PyTorch's NCHW by default, or channels-last
+    opset: int = 18
+
+
+@dataclass
+class Exported:
+    path: Path
+    figures: dict = field(default_factory=dict)  # exporter, opset, layout, notes -> manifest
+
+
+def apply(loaded, fmt: str, out_dir: Path, opts: ExportOptions, sample: dict,
+          n_outputs: int) -> Exported:
+    """Writes `loaded` as `out_dir/model.<fmt>`, tracing with `sample` (name -> tensor)."""
+    if fmt not in METHODS:
+        raise choices("format", fmt, METHODS)
+    if opts.tflite_layout not in LAYOUTS:
+        raise choices("--tflite-layout", opts.tflite_layout, LAYOUTS)
+    if loaded.model is None and fmt != "onnx":
+        raise UserError(f"an ONNX source can only be bundled as onnx, not {fmt} (there is no "
+                        f"torch model to convert)")
+    return METHODS[fmt](loaded, out_dir / f"model.{fmt}", opts, sample, n_outputs)
+
+
+def output_names(n: int) -> list[str]:
+    # litert-torch names signature outputs output_0..; ONNX uses the same names so one set of
+    # golden outputs serves every format.
+    return [f"output_{i}" for i in range(n)]
+
+
+def _onnx(loaded, path: Path, opts: ExportOptions, sample: dict, n_outputs: int) -> Exported:
+    if loaded.onnx_path is not None:
+        return _copy_onnx(loaded, path)
+    args = tuple(sample[s.name] for s in loaded.inputs)
+    names = dict(input_names=[s.name for s in loaded.inputs], output_names=output_names(n_outputs))
+    try:
+        with quiet():
+            torch.onnx.export(loaded.model, args, str(path), dynamo=True, opset_version=opts.opset,
+                              external_data=False, verbose=False, **names)
+        exporter = "torch.onnx (dynamo)"
+    except Exception as first:
+        # Some modules (data-dependent control flow, old custom ops) defeat torch.export; the
+        # TorchScript-based exporter still handles many of them.
+        try:
+            with quiet():
+                torch.onnx.export(loaded.model, args, str(path), dynamo=False,
+                                  opset_version=17, **names)
+        except Exception:
+            raise UserError(f"ONNX export failed: {_first_line(first)}") from None
+        exporter = "torch.onnx (TorchScript-based; the dynamo exporter failed)"
+    return Exported(path, {"exporter": exporter, "torch": torch.__version__,
+                           "opset": _opset(path)})
+
+
+def _copy_onnx(loaded, path: Path) -> Exported:
+    """Checks an ONNX source, fixes dynamic dims to the declared shapes, and writes it."""
+    import onnx
+
+    model = onnx.load(str(loaded.onnx_path))
+    notes = []
+    specs = {s.name: s for s in loaded.inputs}
+    for inp in model.graph.input:
+        spec = specs.get(inp.name)
+        dims = inp.type.tensor_type.shape.dim
+        if spec is None or all(d.HasField("dim_value") for d in dims):
+            continue
+        for d, value in zip(dims, spec.shape):
+            d.Clear()
+            d.dim_value = value
+        notes.append(f"fixed dynamic dims of {inp.name!r} to {list(spec.shape)}")
+    if notes:
+        model = onnx.shape_inference.infer_shapes(model)
+        notes.append("ran ONNX shape inference")
+    onnx.save(model, str(path))
+    return Exported(path, {"exporter": "copied from the ONNX source",
+                           "opset": _opset(path), "normalisation": notes})
+
+
+def _tflite(loaded, path: Path, opts: ExportOptions, sample: dict, n_outputs: int) -> Exported:
+    with quiet():  # its import logs absl/oneDNN/torchao banners to stderr
+        import litert_torch
+
+    model, kwargs = loaded.model, dict(sample)
+    if opts.tflite_layout == "nhwc":
+        model = ChannelsLast(model)
+        kwargs = {k: to_nhwc(v) for k, v in kwargs.items()}
+    try:
+        with quiet():
+            litert_torch.convert(model.eval(), (), sample_kwargs=kwargs).export(str(path))
+    except Exception as e:
+        raise UserError(f"TFLite export (litert-torch) failed: {_first_line(e)}") from None
+    return Exported(path, {"exporter": "litert-torch", "torch": torch.__version__,
+                           "litert_torch": _version("litert-torch"),
+                           "layout": opts.tflite_layout.upper()})
+
+
+def to_nhwc(t):
+    return t.permute(0, 2, 3, 1).contiguous() if t.dim() == 4 else t
+
+
+def _to_nchw(t):
+    return t.permute(0, 3, 1, 2).contiguous() if t.dim() == 4 else t
+
+
+class ChannelsLast(torch.nn.Module):
+    """NHWC in and out around an NCHW module. litert-torch's to_channel_last_io does the same but
+    only for positional inputs, which would lose our input names."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, **kwargs):
+        out = self.inner(**{k: _to_nchw(v) for k, v in kwargs.items()})
+        return tuple(to_nhwc(o) for o in out) if isinstance(out, (tuple, list)) else to_nhwc(out)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silences converters that print progress straight to fds 1 and 2 (litert-torch, the
+    dynamo exporter). On failure, what they printed is attached to the exception's notes."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as log:
+        try:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+        except Exception as e:
+            log.seek(0)
+            tail = log.read()[-2000:].decode(errors="replace")
+            if hasattr(e, "add_note"):  # Python >= 3.11
+                e.add_note(tail)
+            raise
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _opset(path: Path) -> int | None:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import version
+
+    return version(dist)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:240] if text else type(e).__name__
+
+
+METHODS = {"onnx": _onnx, "tflite": _tflite}

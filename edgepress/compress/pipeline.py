@@ -1,0 +1,160 @@
+"""pipeline: the stages in order. load -> (prune -> distill) -> export -> verify, per format.
+
+Every bundle is written inside one temp directory that replaces `out` only when all of them are
+complete (DESIGN.md: nothing half-written is ever left under the output path).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgepress import atomic, shapes
+from edgepress.compress import export, load
+from edgepress.errors import UserError, choices
+from edgepress.runtime import artifact, verify
+from edgepress.runtime.session import Session
+
+FORMATS = ("onnx", "tflite")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `edgepress compress` was asked to do (the recipe, as applied, goes in manifests)."""
+
+    source: str
+    out: Path
+    formats: tuple = ("onnx", "tflite")
+    weights: str | None = None
+    input_shapes: tuple = ()
+    tflite_layout: str = "nchw"
+    golden_samples: int = 8
+    seed: int = 0
+    overwrite: bool = False
+
+
+@dataclass
+class Result:
+    bundle: Path
+    verdict: verify.Verdict
+    size_bytes: int
+    figures: dict = field(default_factory=dict)
+
+
+def run(req: Request) -> list[Result]:
+    """Runs the pipeline; returns one Result per bundle (already moved to `req.out`)."""
+    for fmt in req.formats:
+        if fmt not in FORMATS:
+            raise choices("format", fmt, FORMATS)
+    if req.tflite_layout not in export.LAYOUTS:
+        raise choices("--tflite-layout", req.tflite_layout, export.LAYOUTS)
+    atomic.refuse_existing(req.out, req.overwrite)
+    loaded = load.apply(req.source, req.weights, req.input_shapes)
+    golden_in = shapes.random_inputs(loaded.inputs, req.golden_samples, req.seed, loaded.int_high)
+    golden_out = reference_outputs(loaded, golden_in)
+    results = []
+    with atomic.directory(req.out, req.overwrite) as tmp:
+        for fmt in req.formats:
+            name = f"{fmt}-fp32"
+            results.append(_bundle(loaded, req, fmt, tmp / name, golden_in, golden_out))
+    return [Result(req.out / r.bundle.name, r.verdict, r.size_bytes, r.figures) for r in results]
+
+
+def _bundle(loaded, req, fmt, where: Path, golden_in, golden_out) -> Result:
+    where.mkdir()
+    opts = export.ExportOptions(tflite_layout=req.tflite_layout)
+    sample = {k: torch.from_numpy(v[0]) for k, v in golden_in.items()}
+    exported = export.apply(loaded, fmt, where, opts, sample, len(golden_out))
+    nhwc = fmt == "tflite" and req.tflite_layout == "nhwc"
+    ins = {k: _nhwc_samples(v) if nhwc else v for k, v in golden_in.items()}
+    outs = {k: _nhwc_samples(v) if nhwc else v for k, v in golden_out.items()}
+    artifact.write_golden(where / artifact.GOLDEN, ins, outs)
+    for rel, src in loaded.extra_files.items():
+        (where / rel).parent.mkdir(parents=True, exist_ok=True)
+        (where / rel).write_bytes(Path(src).read_bytes())
+    manifest = _manifest(loaded, req, fmt, exported, layout="NHWC" if nhwc else "NCHW")
+    artifact.write_manifest(where / artifact.MANIFEST, manifest)
+    verdict = verify.apply(artifact.open_bundle(where))
+    return Result(where, verdict, exported.path.stat().st_size, exported.figures)
+
+
+def reference_outputs(loaded, golden_in: dict) -> dict:
+    """fp32 reference outputs, one sample at a time: from torch, or onnxruntime for ONNX."""
+    n = next(iter(golden_in.values())).shape[0]
+    if loaded.model is None:
+        session = Session(loaded.onnx_path)
+        runs = [list(session.run({k: v[i] for k, v in golden_in.items()}).values())
+                for i in range(n)]
+    else:
+        with torch.no_grad():
+            runs = [_flatten(loaded.model(**{k: torch.from_numpy(v[i])
+                                             for k, v in golden_in.items()})) for i in range(n)]
+    names = export.output_names(len(runs[0]))
+    return {name: np.stack([r[j] for r in runs]) for j, name in enumerate(names)}
+
+
+def _flatten(out) -> list[np.ndarray]:
+    if isinstance(out, torch.Tensor):
+        return [out.detach().numpy()]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        return [a for o in out for a in _flatten(o)]
+    raise UserError(f"the model returned {type(out).__name__}; edgepress needs tensors (or "
+                    f"tuples/dicts of tensors) as outputs")
+
+
+def _nhwc_samples(a: np.ndarray) -> np.ndarray:
+    # (samples, N, C, H, W) -> (samples, N, H, W, C); other ranks are left alone.
+    return a.transpose(0, 1, 3, 4, 2).copy() if a.ndim == 5 else a
+
+
+def _manifest(loaded, req, fmt, exported, layout) -> dict:
+    model_file = exported.path
+    session = Session(model_file)
+    return {
+        "schema_version": artifact.SCHEMA_VERSION,
+        "format": fmt,
+        "precision": "fp32",
+        "model_file": model_file.name,
+        "model_sha256": artifact.sha256_file(model_file),
+        "model_size_bytes": model_file.stat().st_size,
+        "source": loaded.provenance,
+        "recipe": {"formats": list(req.formats), "input_shapes": list(req.input_shapes),
+                   "tflite_layout": req.tflite_layout, "golden_samples": req.golden_samples,
+                   "seed": req.seed},
+        "stages": {"load": {"kind": loaded.kind, "notes": loaded.notes},
+                   "export": exported.figures},
+        "inputs": [_with_layout(s, layout) for s in session.inputs],
+        "outputs": [_with_layout(s, layout) for s in session.outputs],
+        "preprocessing": ({"tokenizer": sorted(loaded.extra_files)} if loaded.extra_files
+                          else None),
+        "golden": {"file": artifact.GOLDEN, "samples": req.golden_samples, "seed": req.seed,
+                   "reference": "onnxruntime (ONNX source)" if loaded.model is None else "torch"},
+        "tools": tool_versions(),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _with_layout(spec, layout: str) -> dict:
+    d = asdict(spec)
+    d["shape"] = list(spec.shape)
+    d["layout"] = layout if len(spec.shape) == 4 and spec.dtype.startswith("float") else None
+    return d
+
+
+def tool_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("edgepress", "numpy", "torch", "onnx", "onnxruntime", "litert-torch",
+                 "ai-edge-litert"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out

@@ -1,0 +1,1 @@
+"""Device profiles, estimates, deployment packages (device side: no torch)."""

@@ -1,0 +1,1 @@
+"""The device side: numpy plus one inference engine. Never imports torch or edgepress.compress."""

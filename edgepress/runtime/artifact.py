@@ -1,0 +1,174 @@
+"""The artifact bundle: model file + manifest.json + golden.npz, verifiable without torch.
+
+A bundle is a directory (DESIGN.md): `model.onnx` or `model.tflite`, a manifest saying what it
+is and how it was made, and golden inputs with the fp32 reference outputs captured at export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepress.errors import UserError
+
+SCHEMA_VERSION = "1.0"
+MANIFEST = "manifest.json"
+GOLDEN = "golden.npz"
+MODEL_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
+FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output. `shape` holds ints, or strings for dynamic dimensions."""
+
+    name: str
+    shape: tuple
+    dtype: str  # a numpy dtype name: float32, int64, int8...
+    layout: str | None = None  # NCHW / NHWC for image tensors, when known
+
+    @property
+    def dynamic_dims(self) -> list[int]:
+        return [i for i, d in enumerate(self.shape) if not isinstance(d, int) or d < 0]
+
+    def describe(self) -> str:
+        dims = ",".join(str(d) for d in self.shape)
+        return f"{self.name}=[{dims}]:{self.dtype}"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorSpec":
+        return cls(d["name"], tuple(d["shape"]), d["dtype"], d.get("layout"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def format_of(path: Path) -> str:
+    """'onnx' or 'tflite' from a model file's suffix, or a clear error."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UserError(f"model file {str(path)!r}: unknown suffix {Path(path).suffix!r}; "
+                        f"valid: {', '.join(FORMATS)}")
+    return fmt
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle directory opened for reading; `manifest` is the parsed manifest.json."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.manifest["model_file"]
+
+    @property
+    def format(self) -> str:
+        return self.manifest["format"]
+
+    @property
+    def precision(self) -> str:
+        return self.manifest["precision"]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_dict(d) for d in self.manifest["inputs"]]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_dict(d) for d in self.manifest["outputs"]]
+
+    def golden(self) -> tuple[dict, dict]:
+        """(inputs, outputs): name -> array of shape (samples, *tensor shape)."""
+        return read_golden(self.path / GOLDEN)
+
+
+_REQUIRED = ("schema_version", "format", "precision", "model_file", "model_sha256", "inputs",
+             "outputs", "source")
+
+
+def open_bundle(path) -> Bundle:
+    """Opens and checks a bundle: manifest readable and current, model file present and intact."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"bundle {str(path)!r} is not a directory (expected one written by "
+                        f"`edgepress compress`)")
+    manifest = _read_manifest(path / MANIFEST)
+    model = path / manifest["model_file"]
+    if Path(manifest["model_file"]).name != manifest["model_file"] or not model.is_file():
+        raise UserError(f"bundle {str(path)!r}: model file {manifest['model_file']!r} is missing")
+    if sha256_file(model) != manifest["model_sha256"]:
+        raise UserError(f"bundle {str(path)!r}: {model.name} does not match the sha256 in its "
+                        f"manifest (corrupt or modified)")
+    return Bundle(path, manifest)
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"bundle {str(path.parent)!r} has no {MANIFEST}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{str(path)!r} is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{str(path)!r}: expected a JSON object")
+    missing = [k for k in _REQUIRED if k not in manifest]
+    if missing:
+        raise UserError(f"{str(path)!r}: missing fields {', '.join(missing)}")
+    major = str(manifest["schema_version"]).split(".")[0]
+    if major != SCHEMA_VERSION.split(".")[0]:
+        raise UserError(f"{str(path)!r}: schema_version {manifest['schema_version']!r} is not "
+                        f"supported (this edgepress reads {SCHEMA_VERSION.split('.')[0]}.x)")
+    if manifest["format"] not in MODEL_FILES:
+        raise UserError(f"{str(path)!r}: format {manifest['format']!r} is not one of "
+                        f"{', '.join(MODEL_FILES)}")
+    try:
+        [TensorSpec.from_dict(d) for d in manifest["inputs"] + manifest["outputs"]]
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{str(path)!r}: malformed inputs/outputs ({e})") from None
+    return manifest
+
+
+def write_golden(path: Path, inputs: dict, outputs: dict) -> None:
+    arrays = {f"input.{k}": v for k, v in inputs.items()}
+    arrays.update({f"output.{k}": v for k, v in outputs.items()})
+    np.savez(path, **arrays)
+
+
+def read_golden(path: Path) -> tuple[dict, dict]:
+    """Reads golden.npz without ever unpickling (allow_pickle=False)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise UserError(f"bundle {str(path.parent)!r} has no {GOLDEN}") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{str(path)!r} is not a readable .npz file ({e})") from None
+    ins = {k[6:]: v for k, v in arrays.items() if k.startswith("input.")}
+    outs = {k[7:]: v for k, v in arrays.items() if k.startswith("output.")}
+    return ins, outs
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (Path,)):
+        return str(value)
+    if isinstance(value, TensorSpec):
+        return asdict(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,124 @@
+"""inspect: what a model file holds: inputs/outputs, parameters, MACs, size, op histogram.
+
+Works on the device side (no torch). MACs are counted per layer for the ops that dominate
+inference (convolutions, matrix products); elementwise ops are not counted. The per-layer list
+also feeds device estimates.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgepress.errors import UserError
+from edgepress.runtime.artifact import format_of
+from edgepress.runtime.session import Session
+
+
+def apply(model_path) -> dict:
+    """A summary of a .onnx or .tflite file (dict, JSON-ready)."""
+    path = Path(model_path)
+    session = Session(path)
+    layers = METHODS[format_of(path)](path)
+    return {
+        "model": str(path),
+        "format": session.format,
+        "size_bytes": path.stat().st_size,
+        "inputs": [s.describe() for s in session.inputs],
+        "outputs": [s.describe() for s in session.outputs],
+        "params": int(layers["params"]),
+        "macs": int(sum(layer["macs"] for layer in layers["layers"])),
+        "ops": dict(Counter(layers["ops"]).most_common()),
+        "layers": layers["layers"],
+    }
+
+
+def _onnx(path: Path) -> dict:
+    try:
+        import onnx
+    except ImportError:
+        raise UserError("inspecting an ONNX file needs the onnx package: pip install onnx") \
+            from None
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    g = model.graph
+    consts = {i.name: tuple(i.dims) for i in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].t.dims:
+            consts[n.output[0]] = tuple(n.attribute[0].t.dims)
+    shapes = {vi.name: _dims(vi) for vi in list(g.value_info) + list(g.input) + list(g.output)}
+    shapes.update(consts)
+    layers = [{"name": n.name or n.output[0], "op": n.op_type,
+               "macs": _onnx_macs(n, shapes, consts)} for n in g.node]
+    params = sum(int(np.prod(s)) for s in consts.values())
+    return {"params": params, "ops": [n.op_type for n in g.node],
+            "layers": [layer for layer in layers if layer["macs"]]}
+
+
+def _dims(vi) -> tuple:
+    return tuple(d.dim_value if d.HasField("dim_value") else -1
+                 for d in vi.type.tensor_type.shape.dim)
+
+
+def _onnx_macs(node, shapes: dict, consts: dict) -> int:
+    out = shapes.get(node.output[0]) if node.output else None
+    if not out or any(d < 0 for d in out):
+        return 0
+    n_out = int(np.prod(out))
+    if node.op_type in ("Conv", "ConvInteger", "QLinearConv"):
+        w = shapes.get(node.input[3 if node.op_type == "QLinearConv" else 1])
+        # weight (M, C/group, kh, kw): every output element costs C/group * kh * kw MACs
+        return n_out * int(np.prod(w[1:])) if w else 0
+    if node.op_type in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul", "FusedMatMul"):
+        a = shapes.get(node.input[0])
+        if not a:
+            return 0
+        k = a[0] if node.op_type == "Gemm" and _attr(node, "transA") else a[-1]
+        return n_out * int(k) if k > 0 else 0
+    return 0
+
+
+def _attr(node, name):
+    return next((a.i for a in node.attribute if a.name == name), 0)
+
+
+def _tflite(path: Path) -> dict:
+    # XNNPACK off: with it, the delegated ops show up as one opaque DELEGATE node.
+    session = Session(path, options={"xnnpack": False})
+    it = session._engine.it  # the interpreter: op and tensor details are only exposed there
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    ops = it._get_ops_details()  # noqa: SLF001 - LiteRT's Python API has no public op listing
+    produced = {o for op in ops for o in op["outputs"]}
+    graph_inputs = {d["index"] for d in it.get_input_details()}
+    consts = {i for op in ops for i in op["inputs"]
+              if i >= 0 and i not in produced and i not in graph_inputs}
+    params = sum(int(np.prod(tensors[i]["shape"])) for i in consts if i in tensors)
+    layers = [{"name": f"{op['op_name']}_{op['index']}", "op": op["op_name"],
+               "macs": _tflite_macs(op, tensors)} for op in ops]
+    return {"params": params, "ops": [op["op_name"] for op in ops],
+            "layers": [layer for layer in layers if layer["macs"]]}
+
+
+def _tflite_macs(op, tensors) -> int:
+    name = op["op_name"]
+    out = tensors.get(op["outputs"][0], {}).get("shape") if op["outputs"] else None
+    if out is None or len(op["inputs"]) < 2:
+        return 0
+    n_out = int(np.prod(out))
+    w = tensors.get(op["inputs"][1], {}).get("shape")
+    if w is None:
+        return 0
+    if name == "CONV_2D":  # weight (O, kh, kw, I)
+        return n_out * int(np.prod(w[1:]))
+    if name == "DEPTHWISE_CONV_2D":  # weight (1, kh, kw, O)
+        return n_out * int(w[1] * w[2])
+    if name == "FULLY_CONNECTED":  # weight (O, I)
+        return n_out * int(w[-1])
+    if name == "BATCH_MATMUL":
+        a = tensors.get(op["inputs"][0], {}).get("shape")
+        return n_out * int(a[-1]) if a is not None else 0
+    return 0
+
+
+METHODS = {"onnx": _onnx, "tflite": _tflite}
