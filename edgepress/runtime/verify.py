@@ -96,3 +96,78 @@ def _failures(m: dict, limits: dict) -> list[str]:
     if rel is not None and m["max_abs"] > rel * max(1.0, m["ref_peak"]):
         out.append(f"max abs error {m['max_abs']:.3g} > {rel * max(1.0, m['ref_peak']):.3g}")
     return out
+
+
+# ---- fidelity on held-out data (--eval) -----------------------------------------------------
+
+class Fidelity:
+    """Streamed fidelity of a model against its fp32 reference over held-out samples.
+
+    Sums are kept instead of outputs, so memory does not grow with the data set. Top-1 agreement
+    (and, with labels, accuracy of both models) uses the first classification-shaped output.
+    """
+
+    def __init__(self):
+        self.n = 0
+        self.sums: dict = {}  # output -> [signal, noise, ref.out, |ref|^2, |out|^2]
+        self.agree = 0
+        self.classified = None  # the output used for top-1, once seen
+        self.labelled = self.correct_ref = self.correct_out = 0
+
+    def add(self, ref: dict, out: dict, label=None) -> None:
+        self.n += 1
+        for name, r in ref.items():
+            r64, o64 = r.astype(np.float64).ravel(), out[name].astype(np.float64).ravel()
+            s = self.sums.setdefault(name, [0.0] * 5)
+            for i, v in enumerate((r64 @ r64, (o64 - r64) @ (o64 - r64), r64 @ o64, r64 @ r64,
+                                   o64 @ o64)):
+                s[i] += float(v)
+        if self.classified is None:
+            self.classified = next((k for k, v in ref.items()
+                                    if _class_scores(v[None]) is not None), False)
+        if self.classified:
+            top_ref = int(np.argmax(ref[self.classified]))
+            top_out = int(np.argmax(out[self.classified]))
+            self.agree += top_ref == top_out
+            if label is not None:
+                truth = int(np.asarray(label).ravel()[0])
+                self.labelled += 1
+                self.correct_ref += top_ref == truth
+                self.correct_out += top_out == truth
+
+    def result(self) -> dict:
+        outputs = {name: {"snr_db": _snr(s[0], s[1]),
+                          "cosine": s[2] / max(np.sqrt(s[3] * s[4]), 1e-30) if s[1] else 1.0}
+                   for name, s in self.sums.items()}
+        res = {"samples": self.n, "outputs": outputs,
+               "snr_db": min(o["snr_db"] for o in outputs.values()),
+               "cosine": min(o["cosine"] for o in outputs.values())}
+        if self.classified:
+            res["top1_agreement"] = self.agree / self.n
+        if self.labelled:
+            fp32, quant = self.correct_ref / self.labelled, self.correct_out / self.labelled
+            res["accuracy"] = {"fp32": fp32, "quantized": quant,
+                               "drop_points": round(100 * (fp32 - quant), 4),
+                               "labelled": self.labelled}
+        return res
+
+    def drop_points(self) -> float | None:
+        """Accuracy drop in points with labels, else top-1 disagreement in points."""
+        res = self.result()
+        if "accuracy" in res:
+            return res["accuracy"]["drop_points"]
+        return 100 * (1 - res["top1_agreement"]) if "top1_agreement" in res else None
+
+
+def _snr(signal: float, noise: float) -> float:
+    if noise == 0:
+        return SNR_CAP_DB
+    return float(min(SNR_CAP_DB, 10 * np.log10(max(signal, 1e-30) / noise)))
+
+
+def evaluate(session: Session, reference: Session, pairs) -> dict:
+    """Fidelity of `session` against `reference` over (sample dict, label or None) pairs."""
+    fid = Fidelity()
+    for sample, label in pairs:
+        fid.add(reference.run(sample), session.run(sample), label)
+    return fid.result()
