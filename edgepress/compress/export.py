@@ -55,18 +55,19 @@ def output_names(n: int) -> list[str]:
 def _onnx(loaded, path: Path, opts: ExportOptions, sample: dict, n_outputs: int) -> Exported:
     if loaded.onnx_path is not None:
         return _copy_onnx(loaded, path)
-    args = tuple(sample[s.name] for s in loaded.inputs)
     names = dict(input_names=[s.name for s in loaded.inputs], output_names=output_names(n_outputs))
     try:
         with quiet():
-            torch.onnx.export(loaded.model, args, str(path), dynamo=True, opset_version=opts.opset,
-                              external_data=False, verbose=False, **names)
+            torch.onnx.export(loaded.model, (), str(path), kwargs=sample, dynamo=True,
+                              opset_version=opts.opset, external_data=False, verbose=False,
+                              **names)
         exporter = "torch.onnx (dynamo)"
     except Exception as first:
         # Some modules (data-dependent control flow, old custom ops) defeat torch.export; the
         # TorchScript-based exporter still handles many of them.
         try:
             with quiet():
+                args = tuple(sample[s.name] for s in loaded.inputs)
                 torch.onnx.export(loaded.model, args, str(path), dynamo=False,
                                   opset_version=17, **names)
         except Exception:

@@ -232,7 +232,8 @@ def _script_to_module(module, specs):
     except Exception as e:
         raise UserError(f"TorchScript model cannot be converted for export "
                         f"({_first_line(e)})") from None
-    return ep.module(), "TorchScript converted to an ExportedProgram (torch TS2EPConverter)"
+    return Named(ep.module(), [s.name for s in specs]), \
+        "TorchScript converted to an ExportedProgram (torch TS2EPConverter)"
 
 
 def _exported(source, weights, given, trust_pickle) -> Loaded:
@@ -251,8 +252,30 @@ def _exported(source, weights, given, trust_pickle) -> Loaded:
             declared[node.name] = (tuple(int(d) for d in v.shape), str(v.dtype).replace("torch.", ""))
     names = list(ep.graph_signature.user_inputs)
     specs = shapes.resolve(names, given, declared, what=f"ExportedProgram {source!r}")
-    return Loaded("exported-program", source, specs, model=ep.module(),
+    return Loaded("exported-program", source, specs, model=Named(ep.module(), names),
                   provenance={"path": source, "sha256": sha256_file(Path(source))})
+
+
+def Named(inner, names):  # noqa: N802 - builds a module; torch is imported lazily in this file
+    """Wraps a positional-only module (what ExportedProgram.module() returns, with placeholder
+    names like `x_1`) so it is called by our input names, as every other source is."""
+    import torch
+
+    class _Named(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **inputs):
+            return self.inner(*[inputs[n] for n in names])
+
+        def train(self, mode: bool = True):
+            # ExportedProgram modules refuse train()/eval() (their mode is fixed at export);
+            # don't recurse into them.
+            self.training = mode
+            return self
+
+    return _Named()
 
 
 # ---- Hugging Face directory -----------------------------------------------------------------

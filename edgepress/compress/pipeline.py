@@ -85,16 +85,16 @@ def _bundle(loaded, req, fmt, where: Path, golden_in, golden_out) -> Result:
 
 
 def reference_outputs(loaded, golden_in: dict) -> dict:
-    """fp32 reference outputs, one sample at a time: from torch, or onnxruntime for ONNX."""
+    """fp32 reference outputs, one sample at a time: from torch, or onnxruntime for ONNX
+    (which keeps the source's output names; torch outputs are named output_0..)."""
     n = next(iter(golden_in.values())).shape[0]
     if loaded.model is None:
         session = Session(loaded.onnx_path)
-        runs = [list(session.run({k: v[i] for k, v in golden_in.items()}).values())
+        runs = [session.run({k: v[i] for k, v in golden_in.items()}) for i in range(n)]
+        return {name: np.stack([r[name] for r in runs]) for name in runs[0]}
+    with torch.no_grad():
+        runs = [_flatten(loaded.model(**{k: torch.from_numpy(v[i]) for k, v in golden_in.items()}))
                 for i in range(n)]
-    else:
-        with torch.no_grad():
-            runs = [_flatten(loaded.model(**{k: torch.from_numpy(v[i])
-                                             for k, v in golden_in.items()})) for i in range(n)]
     names = export.output_names(len(runs[0]))
     return {name: np.stack([r[j] for r in runs]) for j, name in enumerate(names)}
 
@@ -118,6 +118,9 @@ def _nhwc_samples(a: np.ndarray) -> np.ndarray:
 def _manifest(loaded, req, fmt, exported, layout) -> dict:
     model_file = exported.path
     session = Session(model_file)
+    # LiteRT lists signature inputs alphabetically; the manifest keeps the model's own order.
+    order = {s.name: i for i, s in enumerate(loaded.inputs)}
+    inputs = sorted(session.inputs, key=lambda s: order.get(s.name, len(order)))
     return {
         "schema_version": artifact.SCHEMA_VERSION,
         "format": fmt,
@@ -131,7 +134,7 @@ def _manifest(loaded, req, fmt, exported, layout) -> dict:
                    "seed": req.seed},
         "stages": {"load": {"kind": loaded.kind, "notes": loaded.notes},
                    "export": exported.figures},
-        "inputs": [_with_layout(s, layout) for s in session.inputs],
+        "inputs": [_with_layout(s, layout) for s in inputs],
         "outputs": [_with_layout(s, layout) for s in session.outputs],
         "preprocessing": ({"tokenizer": sorted(loaded.extra_files)} if loaded.extra_files
                           else None),

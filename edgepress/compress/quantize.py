@@ -39,6 +39,8 @@ class QuantizeConfig:
     calib_method: str = "minmax"
     target: str = "host"  # the CPU the bundle is for; "host" reads this machine's ISA
     exclude: tuple = ()  # layers kept in float: ONNX node names / torch module names
+    only: tuple = ()  # quantize just these layers (per-layer sensitivity); () = all
+    activations: str = "auto"  # ONNX int8 activation type: auto (by target), uint8, int8
     speed_check: bool = True  # time int8 against fp32 here and act when int8 is slower
 
 
@@ -82,7 +84,50 @@ def apply(job: Job, cfg: QuantizeConfig) -> Quantized:
         raise UserError("tflite int8 quantizes the torch model; an ONNX source has none")
     result = method(job, cfg)
     result.figures.setdefault("excluded_layers", list(cfg.exclude))
+    if cfg.speed_check and cfg.precision in ("int8", "dynamic") and not cfg.only:
+        result = _protect_speed(job, cfg, result)
     return result
+
+
+def _protect_speed(job: Job, cfg: QuantizeConfig, result: Quantized) -> Quantized:
+    """Times the result against fp32 here; for ONNX int8 on this host, tries the other
+    activation type when the first is slower than fp32 and keeps the faster. What was measured
+    and done goes into the figures; a result still slower than fp32 carries a warning."""
+    feeds = {k: _np(v, job.layout if job.fmt == "tflite" else "nchw")
+             for k, v in job.sample.items()}
+    speed = latency_ratio(job.fp32_path, result.path, feeds)
+    result.figures["speed"] = speed
+    if speed["ratio"] > 1.0 and (job.fmt, cfg.precision, cfg.target) == ("onnx", "int8", "host") \
+            and cfg.activations == "auto":
+        first = result.figures["types"]["activations"]
+        other = "int8" if first == "uint8" else "uint8"
+        kept = result.path.read_bytes()
+        retry = METHODS[(job.fmt, cfg.precision)](job, _replace(cfg, activations=other))
+        retry_speed = latency_ratio(job.fp32_path, retry.path, feeds)
+        if retry_speed["ratio"] < speed["ratio"]:
+            retry.figures["speed"] = {**retry_speed, "tried": {first: speed["ratio"],
+                                                               other: retry_speed["ratio"]}}
+            result = retry
+        else:
+            result.path.write_bytes(kept)
+            speed["tried"] = {first: speed["ratio"], other: retry_speed["ratio"]}
+    ratio = result.figures["speed"]["ratio"]
+    if ratio > 1.0:
+        result.figures["warning"] = (f"{cfg.precision} ran {ratio:.2f}x the fp32 latency on this "
+                                     f"host (1 thread): it saves size, not time, here")
+    return result
+
+
+def _np(t, layout: str):
+    from edgepress.compress import export
+
+    return (export.to_nhwc(t) if layout == "nhwc" else t).numpy()
+
+
+def _replace(cfg: QuantizeConfig, **changes) -> QuantizeConfig:
+    from dataclasses import replace
+
+    return replace(cfg, **changes)
 
 
 # ---- ONNX ------------------------------------------------------------------------------------
@@ -163,6 +208,10 @@ def _onnx_static(job: Job, cfg: QuantizeConfig) -> Quantized:
     work = _work_dir(job)
     src, notes = normalise_onnx(job.fp32_path, work)
     types = int8_types(cfg.target)
+    if cfg.activations != "auto" and cfg.activations != types["activations"]:
+        types = {**types, "activations": cfg.activations,
+                 "why": f"{cfg.activations} activations: the {types['activations']} choice ran "
+                        f"slower than fp32 on this host (see speed)"}
     qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[cfg.calib_method]
@@ -172,7 +221,8 @@ def _onnx_static(job: Job, cfg: QuantizeConfig) -> Quantized:
         str(src), str(job.out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=qtype[types["activations"]], weight_type=qtype[types["weights"]],
         reduce_range=types["reduce_range"], calibrate_method=method,
-        nodes_to_exclude=list(cfg.exclude), calibration_cache_path=str(cache),
+        nodes_to_exclude=list(cfg.exclude), nodes_to_quantize=list(cfg.only) or None,
+        calibration_cache_path=str(cache),
         # bounded memory: ORT otherwise keeps every intermediate output of every sample
         extra_options={"CalibMaxIntermediateOutputs": 16})
     figures = {"method": "static int8 QDQ, per-channel weights", "library": "onnxruntime",
@@ -186,7 +236,8 @@ def _onnx_dynamic(job: Job, cfg: QuantizeConfig) -> Quantized:
     src, notes = normalise_onnx(job.fp32_path, _work_dir(job))
     ops = ["MatMul", "Gemm", "Attention", "LSTM", "GRU"]
     quantize_dynamic(str(src), str(job.out_path), op_types_to_quantize=ops,
-                     weight_type=QuantType.QInt8, nodes_to_exclude=list(cfg.exclude))
+                     weight_type=QuantType.QInt8, nodes_to_exclude=list(cfg.exclude),
+                     nodes_to_quantize=list(cfg.only) or None)
     return Quantized(job.out_path, {
         "method": "dynamic int8 (weights int8, activations quantized at run time)",
         "library": "onnxruntime", "op_types": ops, "normalisation": notes,
@@ -219,7 +270,7 @@ def _tflite_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
     if job.layout == "nhwc":
         model, prefix = export.ChannelsLast(model), "inner."
     converted, quantizer = pt2e_model(model, job.sample, job.calib, job.layout,
-                                      [prefix + name for name in cfg.exclude])
+                                      exclude=[prefix + name for name in cfg.exclude])
     kwargs = _layout_kwargs(job.sample, job.layout)
     try:
         with export.quiet():
@@ -238,9 +289,10 @@ def _tflite_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
                "calibrated to 7.6 dB and ran 2x slower"})
 
 
-def pt2e_model(model, sample: dict, calib, layout: str, exclude=()):
+def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
     """PT2E fake-quantized torch model (runnable in torch) and its quantizer. Excluded module
-    names get no quantization config, so they stay float."""
+    names get no quantization config, so they stay float; with `only`, nothing else is
+    quantized."""
     import torch
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -251,8 +303,10 @@ def pt2e_model(model, sample: dict, calib, layout: str, exclude=()):
     except Exception as e:
         raise UserError(f"torch.export failed before PT2E quantization: "
                         f"{str(e).strip().splitlines()[0][:200]}") from None
-    quantizer = pq.PT2EQuantizer().set_global(
-        pq.get_symmetric_quantization_config(is_per_channel=True))
+    config = pq.get_symmetric_quantization_config(is_per_channel=True)
+    quantizer = pq.PT2EQuantizer().set_global(None if only else config)
+    for name in only:
+        quantizer.set_module_name(name, config)
     for name in exclude:
         quantizer.set_module_name(name, None)
     prepared = prepare_pt2e(graph, quantizer)

@@ -1,21 +1,27 @@
 """bench: measure a bundle or model file with the runtime, and return a report dict.
 
-Protocol: load (timed), first inference (timed), warm-up, then timed runs until both a minimum
-count and a minimum duration are reached. `time.perf_counter_ns` wraps the engine call only;
-inputs are prepared once (the bundle's golden inputs, else random of the declared shape).
+Protocol: load (timed), first inference (timed), warm-up until both a run count and a time are
+reached, then timed runs until both a minimum count and a minimum duration are reached (or, with
+`duration_s`, for that long). `time.perf_counter_ns` wraps the engine call only; inputs are
+prepared once (given, else the bundle's golden inputs, else random of the declared shape); the
+garbage collector is paused while timing, as timeit does, so a collection triggered by earlier
+allocations does not land in a sample. Memory is measured in a fresh child process (probe.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
-from dataclasses import dataclass
+import zipfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgepress import shapes
 from edgepress.errors import UserError
-from edgepress.runtime import artifact, report
+from edgepress.runtime import artifact, probe, report, verify
 from edgepress.runtime.session import Session
 
 
@@ -25,26 +31,41 @@ class Protocol:
     warmup_s: float = 0.2
     min_runs: int = 50
     min_s: float = 1.0
+    duration_s: float | None = None  # set: time runs for this long, whatever their count
+    memory: bool = True  # the child-process memory probe (costs a process start and a load)
 
     def __post_init__(self):
         if self.min_runs < 1 or self.warmup_runs < 0 or self.min_s < 0 or self.warmup_s < 0:
-            raise UserError(f"bench protocol {self}: counts and durations must be >= 0 "
-                            f"(and at least 1 timed run)")
+            raise UserError(f"bench protocol: warm-up runs/seconds must be >= 0, timed runs >= 1 "
+                            f"and seconds >= 0 (got warmup={self.warmup_runs}, "
+                            f"warmup_s={self.warmup_s}, runs={self.min_runs}, min_s={self.min_s})")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise UserError(f"--duration {self.duration_s}: must be > 0 seconds")
 
 
 def apply(target, threads: int = 1, protocol: Protocol = Protocol(), input_shapes=(),
-          backend: str | None = None, options: dict | None = None, command: str = "") -> dict:
+          backend: str | None = None, options: dict | None = None, command: str = "",
+          inputs_file=None) -> dict:
     """Benchmarks `target` (a bundle directory or a .onnx/.tflite file); returns a report."""
     model_path, bundle = _resolve(Path(target))
     t0 = time.perf_counter_ns()
     session = Session(model_path, threads=threads, backend=backend, options=options)
     init_ms = (time.perf_counter_ns() - t0) / 1e6
-    feeds = _inputs(session, bundle, input_shapes)
+    feeds, source = _inputs(session, bundle, input_shapes, inputs_file)
     first_ms = _time_once(session, feeds)
-    _warm_up(session, feeds, protocol)
-    samples = _timed_runs(session, feeds, protocol)
-    return report.bench_report(session, bundle, samples, init_ms, first_ms,
-                               protocol=vars(protocol), command=command)
+    with _gc_paused():
+        warmup_done = _warm_up(session.run, feeds, protocol)
+        samples_ns, wall_s = _timed_runs(session.run, feeds, protocol)
+    results = report.results(samples_ns, init_ms, first_ms)
+    executed = {"warmup_runs_done": warmup_done, "timed_runs": len(samples_ns),
+                "timed_wall_s": wall_s, "gc_paused": True}
+    memory = (probe.measure(model_path, session.backend, threads, session.options, feeds)
+              if protocol.memory else None)
+    return report.bench_report(
+        session=session, model=_model(session, bundle), protocol={**asdict(protocol), **executed},
+        results=results, memory=memory, fidelity=_fidelity(session, bundle),
+        inputs={"source": source, "tensors": [_describe(k, v) for k, v in feeds.items()]},
+        command=command)
 
 
 def _resolve(target: Path):
@@ -58,15 +79,62 @@ def _resolve(target: Path):
     return target, None
 
 
-def _inputs(session: Session, bundle, input_shapes) -> dict:
-    if bundle is not None:
+def _model(session: Session, bundle) -> dict:
+    path = Path(session.path)
+    return {"path": str(path), "format": session.format,
+            "precision": bundle.precision if bundle else None,
+            "sha256": artifact.sha256_file(path), "size_bytes": path.stat().st_size,
+            "bundle": str(bundle.path) if bundle else None}
+
+
+def _inputs(session: Session, bundle, input_shapes, inputs_file) -> tuple[dict, str]:
+    """(feeds, where they came from): one sample per input, prepared once before timing."""
+    if inputs_file is not None:
+        return _read_inputs(Path(inputs_file), session), f"file {inputs_file}"
+    if bundle is not None and not input_shapes:
         golden, _ = bundle.golden()
-        return {k: np.ascontiguousarray(v[0]) for k, v in golden.items()}
+        return {k: np.ascontiguousarray(v[0]) for k, v in golden.items()}, "golden"
     names = [s.name for s in session.inputs]
     declared = {s.name: (s.shape, s.dtype) for s in session.inputs}
     specs = shapes.resolve(names, shapes.parse_all(input_shapes), declared,
                            what=f"model {str(session.path)!r}")
-    return {k: v[0] for k, v in shapes.random_inputs(specs, 1, seed=0).items()}
+    feeds = {k: v[0] for k, v in shapes.random_inputs(specs, 1, seed=0).items()}
+    return feeds, "random (seed 0)"
+
+
+def _read_inputs(path: Path, session: Session) -> dict:
+    """An .npz of name -> array (a golden.npz's `input.NAME` keys work too); an array may carry
+    a leading samples axis, of which the first sample is used."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k.removeprefix("input."): z[k] for k in z.files
+                      if not k.startswith("output.")}
+    except FileNotFoundError:
+        raise UserError(f"--inputs {str(path)!r} does not exist") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"--inputs {str(path)!r} is not a readable .npz file ({e})") from None
+    feeds = {}
+    for spec in session.inputs:
+        if spec.name not in arrays:
+            raise UserError(f"--inputs {str(path)!r} has no array {spec.name!r}; it has: "
+                            f"{', '.join(arrays) or 'none'}")
+        arr = arrays[spec.name]
+        if arr.ndim == len(spec.shape) + 1:
+            arr = arr[0]
+        if not _fits(arr.shape, spec.shape):
+            raise UserError(f"--inputs {str(path)!r}: array {spec.name!r} has shape "
+                            f"{list(arr.shape)}; the model expects {list(spec.shape)}")
+        feeds[spec.name] = np.ascontiguousarray(arr)
+    return feeds
+
+
+def _fits(shape, declared) -> bool:
+    return len(shape) == len(declared) and all(
+        not isinstance(d, int) or d < 0 or d == s for s, d in zip(shape, declared))
+
+
+def _describe(name: str, arr: np.ndarray) -> dict:
+    return {"name": name, "shape": list(arr.shape), "dtype": arr.dtype.name}
 
 
 def _time_once(session: Session, feeds: dict) -> float:
@@ -75,25 +143,56 @@ def _time_once(session: Session, feeds: dict) -> float:
     return (time.perf_counter_ns() - t0) / 1e6
 
 
-def _warm_up(session: Session, feeds: dict, p: Protocol) -> None:
+def _warm_up(run, feeds: dict, p: Protocol) -> int:
     end = time.perf_counter() + p.warmup_s
     runs = 0
     while runs < p.warmup_runs or time.perf_counter() < end:
-        session.run(feeds)
+        run(feeds)
         runs += 1
+    return runs
 
 
-def _timed_runs(session: Session, feeds: dict, p: Protocol) -> list[float]:
-    """Latency samples in ms; the clock wraps the run call and nothing else."""
-    samples: list[int] = []
+def _timed_runs(run, feeds: dict, p: Protocol) -> tuple[list[int], float]:
+    """(latency samples in ns, wall seconds of the phase); the clock wraps the run call only."""
+    min_runs, min_s = (1, p.duration_s) if p.duration_s else (p.min_runs, p.min_s)
     clock = time.perf_counter_ns
-    run = session.run
-    budget_ns = int(p.min_s * 1e9)
-    spent = 0
-    while len(samples) < p.min_runs or spent < budget_ns:
+    samples: list[int] = []
+    append = samples.append
+    start = t1 = clock()
+    end = start + int(min_s * 1e9)
+    while len(samples) < min_runs or t1 < end:
         t0 = clock()
         run(feeds)
-        dt = clock() - t0
-        samples.append(dt)
-        spent += dt
-    return [s / 1e6 for s in samples]
+        t1 = clock()
+        append(t1 - t0)
+    return samples, (t1 - start) / 1e9
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _fidelity(session: Session, bundle) -> dict | None:
+    """The bundle's golden check, run after timing so it costs the measurement nothing: lets a
+    report plot latency against fidelity. None for a bare model file (no reference)."""
+    if bundle is None:
+        return None
+    golden_in, golden_out = bundle.golden()
+    got = verify.run_samples(session, golden_in)
+    metrics = [verify.compare(golden_out[name], got[name]) for name in golden_out]
+    out = {"reference": "golden fp32 outputs captured from torch at export",
+           "samples": int(next(iter(golden_in.values())).shape[0]),
+           "snr_db": min(m["snr_db"] for m in metrics),
+           "cosine": min(m["cosine"] for m in metrics),
+           "max_abs": max(m["max_abs"] for m in metrics)}
+    top1 = [m["top1_agreement"] for m in metrics if "top1_agreement" in m]
+    if top1:
+        out["top1_agreement"] = min(top1)
+    return out

@@ -1,90 +1,79 @@
-"""report: versioned JSON benchmark reports, with units in key names and the full context."""
+"""report: versioned JSON benchmark reports, with units in key names and the full context.
+
+The format is documented by `report.schema.json` beside this file (JSON Schema 2020-12). `load`
+checks a report against the parts of that schema the readers rely on (required keys and types),
+so a truncated, hand-edited or foreign file fails with one line naming the bad field instead of a
+KeyError deep inside `compare`. Minor versions only add optional fields; a newer major is refused.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
-from edgepress import atomic
+from edgepress import __version__, atomic
 from edgepress.errors import UserError
-from edgepress.runtime import artifact
+from edgepress.runtime.fingerprint import fingerprint
 
 SCHEMA_VERSION = "1.0"
+SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
+PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99_9": 99.9}
+PERCENTILE_METHOD = "linear"  # numpy's default: Hyndman & Fan type 7, as R and Excel use
 
 
-def bench_report(session, bundle, samples_ms, init_ms, first_ms, protocol, command) -> dict:
-    path = Path(session.path)
+def bench_report(*, session, model: dict, protocol: dict, results: dict, memory, fidelity,
+                 inputs: dict, command: str) -> dict:
+    """Assembles a report: everything needed to tell whether two reports are comparable."""
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "bench",
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "edgepress_version": __version__,
         "command": command,
         "device": fingerprint(),
         "engine": {"name": session.backend, "version": session.version,
-                   "threads": session.threads, "options": session.options},
-        "model": {"path": str(path), "format": session.format,
-                  "precision": bundle.precision if bundle else None,
-                  "sha256": artifact.sha256_file(path), "size_bytes": path.stat().st_size,
-                  "bundle": str(bundle.path) if bundle else None},
+                   "threads": session.threads, "options": effective_options(session)},
+        "model": model,
+        "inputs": inputs,
         "protocol": protocol,
-        "results": {"init_ms": init_ms, "first_inference_ms": first_ms,
-                    "latency_ms": stats(samples_ms), "samples_ms": samples_ms},
+        "results": results,
+        "memory": memory,
+        "fidelity": fidelity,
     }
+
+
+def effective_options(session) -> dict:
+    """Every engine option with the value in force, defaults included, so two reports that
+    differ only by an unstated default still compare as equal (and vice versa)."""
+    from edgepress.runtime.session import OPTIONS
+
+    # The first choice listed for each option in session.OPTIONS is the engine's default.
+    return {key: session.options.get(key, choices[0])
+            for key, choices in OPTIONS[session.backend].items()}
+
+
+def results(samples_ns, init_ms: float, first_ms: float) -> dict:
+    """The timing figures: statistics derived from the raw samples, which are kept (ms, ns
+    resolution) so any other statistic can be recomputed later."""
+    samples_ms = [round(s / 1e6, 6) for s in samples_ns]
+    return {"init_ms": init_ms, "first_inference_ms": first_ms,
+            "latency_ms": stats(samples_ms), "samples_ms": samples_ms}
 
 
 def stats(samples_ms) -> dict:
-    """Summary statistics; percentiles use numpy's default 'linear' method (Hyndman-Fan 7)."""
+    """Summary statistics. Percentiles interpolate linearly between order statistics (numpy's
+    'linear' method, Hyndman & Fan type 7); std is the sample standard deviation (ddof=1);
+    throughput is sequential single-stream inferences per second, 1000 / mean."""
     a = np.asarray(samples_ms, dtype=np.float64)
-    out = {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 95, 99)}
+    out = {k: float(np.percentile(a, q, method=PERCENTILE_METHOD)) for k, q in PERCENTILES.items()}
     out.update(mean=float(a.mean()), std=float(a.std(ddof=1)) if a.size > 1 else 0.0,
                min=float(a.min()), max=float(a.max()), n=int(a.size),
-               throughput_per_s=float(1000.0 / a.mean()))
+               throughput_per_s=float(1000.0 / a.mean()) if a.mean() > 0 else 0.0,
+               percentile_method=PERCENTILE_METHOD)
     return out
-
-
-def fingerprint() -> dict:
-    """What machine measured this: enough to tell whether two reports are comparable."""
-    cpuinfo = _read("/proc/cpuinfo")
-    return {
-        "arch": platform.machine(),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "cpu_model": _cpuinfo_field(cpuinfo, ("model name", "Hardware", "Processor")),
-        "cores": os.cpu_count(),
-        "isa": _isa(cpuinfo),
-    }
-
-
-_ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp",
-        "i8mm", "fphp", "asimdhp", "sve")
-
-
-def _isa(cpuinfo: str) -> list[str]:
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.split(":")[0].strip() in ("flags", "Features"):
-            flags.update(line.split(":", 1)[1].split())
-    return sorted(f for f in _ISA if f in flags)
-
-
-def _cpuinfo_field(cpuinfo: str, keys) -> str | None:
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in keys and value.strip():
-            return value.strip()
-    return platform.processor() or None
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 def save(rep: dict, path: Path, overwrite: bool = True) -> None:
@@ -92,12 +81,14 @@ def save(rep: dict, path: Path, overwrite: bool = True) -> None:
 
 
 def load(path) -> dict:
-    """Reads a report, rejecting malformed or newer-major ones with one clear line."""
+    """Reads a report, rejecting malformed, incomplete or newer-major ones with one clear line."""
     path = Path(path)
     try:
         rep = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"report {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"report {str(path)!r} is a directory, not a JSON report") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"report {str(path)!r} is not valid JSON ({e})") from None
     if not isinstance(rep, dict) or "schema_version" not in rep:
@@ -106,4 +97,46 @@ def load(path) -> dict:
     if major != SCHEMA_VERSION.split(".")[0]:
         raise UserError(f"report {str(path)!r}: schema_version {rep['schema_version']!r} is not "
                         f"supported (this edgepress reads {SCHEMA_VERSION.split('.')[0]}.x)")
+    problem = check(rep, schema())
+    if problem:
+        raise UserError(f"report {str(path)!r}: {problem}")
     return rep
+
+
+def schema() -> dict:
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+          "integer": int, "number": (int, float)}
+
+
+def check(value, node: dict, where: str = "") -> str | None:
+    """The first way `value` breaks `node`'s required keys or types, as text; None if it fits.
+
+    A deliberately small subset of JSON Schema (type, required, properties, items), enough to
+    keep readers from crashing; tests validate the full schema with the jsonschema package.
+    """
+    types = node.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else types
+        is_bool = isinstance(value, bool)
+        if not any(isinstance(value, _TYPES[t]) and (t == "boolean" or not is_bool)
+                   for t in names):
+            return f"field {where or '(top)'} should be {' or '.join(names)}, " \
+                   f"got {type(value).__name__}"
+    if isinstance(value, dict):
+        for key in node.get("required", ()):
+            if key not in value:
+                return f"missing field {where + '.' if where else ''}{key}"
+        for key, sub in node.get("properties", {}).items():
+            if key in value:
+                problem = check(value[key], sub, f"{where + '.' if where else ''}{key}")
+                if problem:
+                    return problem
+    if isinstance(value, list) and "items" in node:
+        for i, item in enumerate(value):
+            problem = check(item, node["items"], f"{where}[{i}]")
+            if problem:
+                return problem
+    return None
