@@ -48,7 +48,55 @@ def _add_compress(sub):
     p.add_argument("--tflite-layout", default="nchw", help="nchw (PyTorch's, default) or nhwc")
     p.add_argument("--golden-samples", type=int, default=8, help="reference samples per bundle")
     p.add_argument("--seed", type=int, default=0)
+    _add_quantize_flags(p)
     p.set_defaults(func=_compress)
+
+
+def _add_quantize_flags(p):
+    q = p.add_argument_group("quantization (each precision adds <format>-<precision> bundles)")
+    q.add_argument("--quantize", default="", metavar="PRECISIONS",
+                   help="comma-separated: int8, dynamic, weight-int8, fp16")
+    q.add_argument("--calib", metavar="DATA", help=".npz named as the inputs, an image folder, "
+                   "module:function returning input dicts, or 'random' (smoke tests only)")
+    q.add_argument("--calib-method", default="minmax", help="ONNX int8: minmax, entropy, "
+                   "percentile")
+    q.add_argument("--calib-samples", type=int, default=None, help="use at most N samples")
+    q.add_argument("--eval", metavar="DATA", help="held-out data (same forms; optional `labels`)")
+    q.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+                   help="keep sensitive layers in float until accuracy (or top-1 agreement) "
+                        "drops at most this many points")
+    q.add_argument("--max-float-layers", type=int, default=8, help="cap for --max-drop")
+    q.add_argument("--quant-target", default="host", help="CPU the int8 bundle is for: host, "
+                   "x86-vnni, x86, arm (picks ONNX activation/weight types)")
+    q.add_argument("--image-size", help="image-folder DATA: resize to H,W (default: the input's)")
+    q.add_argument("--image-mean", default="0", help="image-folder DATA: per-channel mean on [0,1]")
+    q.add_argument("--image-std", default="1", help="image-folder DATA: per-channel std on [0,1]")
+    q.add_argument("--image-layout", default="nchw", help="image-folder DATA: nchw or nhwc")
+
+
+def _floats(flag: str, text: str) -> tuple:
+    try:
+        return tuple(float(t) for t in _csv(text))
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected comma-separated numbers") from None
+
+
+def _quantize_fields(args) -> dict:
+    from edgepress.compress import calibrate
+
+    size = None
+    if args.image_size:
+        size = tuple(int(v) for v in _floats("--image-size", args.image_size))
+        if len(size) != 2 or min(size) < 1:
+            raise UserError(f"--image-size {args.image_size!r}: expected H,W e.g. 224,224")
+    if args.max_drop is not None and args.max_drop < 0:
+        raise UserError(f"--max-drop {args.max_drop}: must be >= 0 points")
+    pre = calibrate.Preprocess(size, _floats("--image-mean", args.image_mean),
+                               _floats("--image-std", args.image_std), args.image_layout)
+    return dict(quantize=tuple(_csv(args.quantize)), calib=args.calib,
+                calib_method=args.calib_method, calib_samples=args.calib_samples, eval=args.eval,
+                max_drop=args.max_drop, max_float_layers=args.max_float_layers,
+                quant_target=args.quant_target, image_preprocess=pre)
 
 
 def _compress(args) -> int:
@@ -59,16 +107,45 @@ def _compress(args) -> int:
     req = pipeline.Request(source=args.source, out=args.out, formats=tuple(_csv(args.format)),
                            weights=args.weights, input_shapes=tuple(args.input_shape),
                            tflite_layout=args.tflite_layout, golden_samples=args.golden_samples,
-                           seed=args.seed, overwrite=args.overwrite)
+                           seed=args.seed, overwrite=args.overwrite, **_quantize_fields(args))
     results = pipeline.run(req)
     rows = [(r.bundle.name, f"{r.size_bytes / 1024:.1f}", _snr(r.verdict),
              "PASS" if r.verdict.passed else "FAIL") for r in results]
     _table(("bundle", "size KiB", "SNR dB", "verify"), rows)
     for r in results:
+        _print_quantized(r)
         for f in r.verdict.failures:
             print(f"{r.bundle.name}: {f}", file=sys.stderr)
     print(f"wrote {len(results)} bundle(s) to {args.out}")
     return 0 if all(r.verdict.passed for r in results) else 1
+
+
+def _print_quantized(r) -> None:
+    """What quantization did to one bundle: held-out fidelity, float layers, speed, warnings."""
+    q = r.figures.get("quantize")
+    if not q:
+        return
+    fid, name = r.figures.get("fidelity"), r.bundle.name
+    if fid:
+        line = (f"{name}: eval {fid['samples']} samples: SNR {fid['snr_db']:.1f} dB, cosine "
+                f"{fid['cosine']:.5f}")
+        if "top1_agreement" in fid:
+            line += f", top-1 agreement {100 * fid['top1_agreement']:.2f}%"
+        if "accuracy" in fid:
+            a = fid["accuracy"]
+            line += (f", accuracy fp32 {100 * a['fp32']:.2f}% -> {100 * a['quantized']:.2f}% "
+                     f"(drop {a['drop_points']:.2f} pts)")
+        print(line)
+    search = r.figures.get("search")
+    if search:
+        steps = ", ".join(f"{len(s['float_layers'])}: {s['drop_points']:.2f}" for s in search["steps"])
+        print(f"{name}: --max-drop {search['max_drop_points']}: kept in float "
+              f"{search['float_layers']} (drop per float-layer count: {steps})")
+    if "speed" in q:
+        print(f"{name}: p50 {q['speed']['quantized_p50_ms']:.3f} ms vs fp32 "
+              f"{q['speed']['fp32_p50_ms']:.3f} ms here (x{q['speed']['ratio']:.2f}, 1 thread)")
+    for w in r.figures.get("warnings", ()):
+        print(f"{name}: WARNING: {w}", file=sys.stderr)
 
 
 def _snr(verdict) -> str:

@@ -92,7 +92,7 @@ class Dataset:
             for _ in self.labelled():
                 pass
         out = {"kind": self.kind, "source": self.source, **self._record,
-               "sha256_of": "the input arrays as fed, in order, float32 bytes"}
+               "sha256_of": "the input arrays as fed to the model, in order (raw bytes)"}
         if self.preprocessing:
             out["preprocessing"] = self.preprocessing
         if self.warning:

@@ -37,6 +37,15 @@ class Request:
     golden_samples: int = 8
     seed: int = 0
     overwrite: bool = False
+    quantize: tuple = ()  # extra precisions per format: int8, dynamic, weight-int8, fp16
+    calib: str | None = None  # calibration DATA (see calibrate.open_data); "random" explicitly
+    calib_method: str = "minmax"
+    calib_samples: int | None = None
+    eval: str | None = None  # held-out DATA: fidelity (and accuracy, with labels) per bundle
+    max_drop: float | None = None  # accuracy-aware mode: points of accuracy (or agreement)
+    max_float_layers: int = 8
+    quant_target: str = "host"
+    image_preprocess: object = None  # calibrate.Preprocess for image-folder DATA
 
 
 @dataclass
@@ -56,13 +65,17 @@ def run(req: Request) -> list[Result]:
         raise choices("--tflite-layout", req.tflite_layout, export.LAYOUTS)
     atomic.refuse_existing(req.out, req.overwrite)
     loaded = load.apply(req.source, req.weights, req.input_shapes)
-    golden_in = shapes.random_inputs(loaded.inputs, req.golden_samples, req.seed, loaded.int_high)
+    calib, held_out = _quant_data(req, loaded)
+    golden_in = (shapes.random_inputs(loaded.inputs, req.golden_samples, req.seed, loaded.int_high)
+                 if (held_out or calib) is None else (held_out or calib).first(req.golden_samples))
     golden_out = reference_outputs(loaded, golden_in)
     results = []
     with atomic.directory(req.out, req.overwrite) as tmp:
         for fmt in req.formats:
             name = f"{fmt}-fp32"
             results.append(_bundle(loaded, req, fmt, tmp / name, golden_in, golden_out))
+            fp32 = results[-1]
+            results += [_quantized(loaded, req, fmt, fp32, p, calib, held_out) for p in req.quantize]
     return [Result(req.out / r.bundle.name, r.verdict, r.size_bytes, r.figures) for r in results]
 
 
@@ -92,9 +105,17 @@ def reference_outputs(loaded, golden_in: dict) -> dict:
         session = Session(loaded.onnx_path)
         runs = [session.run({k: v[i] for k, v in golden_in.items()}) for i in range(n)]
         return {name: np.stack([r[name] for r in runs]) for name in runs[0]}
-    with torch.no_grad():
-        runs = [_flatten(loaded.model(**{k: torch.from_numpy(v[i]) for k, v in golden_in.items()}))
-                for i in range(n)]
+    try:
+        with torch.no_grad():
+            runs = [_flatten(loaded.model(**{k: torch.from_numpy(v[i])
+                                             for k, v in golden_in.items()})) for i in range(n)]
+    except UserError:
+        raise
+    except Exception as e:  # a wrong --input-shape usually surfaces here, as a torch error
+        shapes_given = " ".join(s.describe() for s in loaded.inputs)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"the model cannot run on inputs {shapes_given} ({first}); check "
+                        f"--input-shape") from None
     names = export.output_names(len(runs[0]))
     return {name: np.stack([r[j] for r in runs]) for j, name in enumerate(names)}
 
@@ -161,3 +182,77 @@ def tool_versions() -> dict:
         except PackageNotFoundError:
             out[dist] = None
     return out
+
+
+# ---- quantize (after export; the fp32 bundle is its reference) --------------------------------
+
+def _quant_data(req, loaded):
+    """(calibration, held-out) Datasets, checked in full before any work is done."""
+    from edgepress.compress import calibrate, quantize
+
+    if not req.quantize:
+        if req.calib or req.eval or req.max_drop is not None:
+            raise UserError("--calib, --eval and --max-drop apply to quantized bundles: add "
+                            "--quantize int8|dynamic|weight-int8|fp16")
+        return None, None
+    for p in req.quantize:
+        for fmt in req.formats:
+            if (fmt, p) not in quantize.METHODS:
+                valid = sorted(q for f, q in quantize.METHODS if f == fmt)
+                raise UserError(f"--quantize {p!r} is not available for {fmt}; valid: "
+                                f"{', '.join(valid)}")
+    if "int8" in req.quantize and not req.calib:
+        raise UserError("--quantize int8 needs calibration data: --calib DATA (.npz, image "
+                        "folder or module:function; `--calib random` only to smoke-test)")
+    pre = req.image_preprocess
+    calib = (calibrate.open_data(req.calib, loaded.inputs, req.calib_samples, pre, req.seed,
+                                 loaded.int_high) if req.calib else None)
+    held_out = calibrate.open_data(req.eval, loaded.inputs, None, pre) if req.eval else None
+    for data in (calib, held_out):
+        if data is not None:
+            data.record()  # one full pass: every sample checked and hashed up front
+    return calib, held_out
+
+
+def _quantized(loaded, req, fmt, fp32: Result, precision, calib, held_out) -> Result:
+    """The `<fmt>-<precision>` bundle: quantized model, fp32 golden, manifest with what was done."""
+    import json
+    import shutil
+    import tempfile
+
+    from edgepress.compress import accuracy, quantize
+
+    where = fp32.bundle.parent / f"{fmt}-{precision}"
+    shutil.copytree(fp32.bundle, where, ignore=shutil.ignore_patterns("model.*", "manifest.json"))
+    golden_in, _ = artifact.read_golden(fp32.bundle / artifact.GOLDEN)
+    sample = {k: torch.from_numpy(_nchw_sample(v[0], fmt, req)) for k, v in golden_in.items()}
+    cfg = quantize.QuantizeConfig(precision, req.calib_method, req.quant_target)
+    with tempfile.TemporaryDirectory(prefix="edgepress-quantize-") as work:
+        job = quantize.Job(loaded, fmt, fp32.bundle / f"model.{fmt}", where / f"model.{fmt}",
+                           calib, sample, req.tflite_layout, work=Path(work))
+        outcome = accuracy.apply(job, cfg, held_out, req.max_drop, req.max_float_layers)
+    manifest = json.loads((fp32.bundle / artifact.MANIFEST).read_text())
+    model_file = outcome.quantized.path
+    manifest.update(precision=precision, model_sha256=artifact.sha256_file(model_file),
+                    model_size_bytes=model_file.stat().st_size)
+    manifest["recipe"].update(quantize=precision, calib_method=req.calib_method,
+                              max_drop=req.max_drop, quant_target=req.quant_target)
+    manifest["stages"]["quantize"] = outcome.quantized.figures
+    if outcome.search:
+        manifest["stages"]["quantize"]["accuracy_search"] = outcome.search
+    manifest["calibration"] = calib.record() if calib is not None else None
+    manifest["fidelity"] = ({"data": held_out.record(), **outcome.fidelity}
+                            if outcome.fidelity else None)
+    manifest["warnings"] = [w for w in (calib and calib.warning,
+                                        outcome.quantized.figures.get("warning")) if w]
+    artifact.write_manifest(where / artifact.MANIFEST, manifest)
+    verdict = verify.apply(artifact.open_bundle(where))
+    figures = {"quantize": outcome.quantized.figures, "fidelity": outcome.fidelity,
+               "search": outcome.search, "warnings": manifest["warnings"]}
+    return Result(where, verdict, model_file.stat().st_size, figures)
+
+
+def _nchw_sample(a: np.ndarray, fmt: str, req) -> np.ndarray:
+    # golden inputs of an NHWC tflite bundle are NHWC; quantizers trace the NCHW torch model
+    nhwc = fmt == "tflite" and req.tflite_layout == "nhwc" and a.ndim == 4
+    return a.transpose(0, 3, 1, 2).copy() if nhwc else a

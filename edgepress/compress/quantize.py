@@ -164,8 +164,8 @@ def int8_types(target: str) -> dict:
     if isa == "x86-vnni":
         return {"activations": "uint8", "weights": "int8", "reduce_range": False, "isa": isa,
                 "why": "x86 with VNNI: onnxruntime's u8 activation x s8 weight kernels use "
-                       "VPDPBUSD directly; s8/s8 measured 1.25-2x slower here (ResNet-18, "
-                       "MobileNetV2)"}
+                       "VPDPBUSD directly; s8/s8 measured 1.25-2x slower on this project's "
+                       "machines (ResNet-18, MobileNetV2)"}
     if isa == "x86":
         return {"activations": "uint8", "weights": "int8", "reduce_range": True, "isa": isa,
                 "why": "x86 without VNNI: u8s8 is onnxruntime's fast path; 7-bit weights "
