@@ -182,37 +182,146 @@ def _verify(args) -> int:
 
 
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="measure latency of a bundle or model file")
+    p = sub.add_parser("bench", help="measure a bundle or model file: latency, init, memory")
     p.add_argument("target", type=Path, help="bundle directory, .onnx or .tflite")
     p.add_argument("--threads", default="1", help="threads, or a sweep like 1,2,4")
     p.add_argument("--out", type=Path, help="report JSON (with a sweep: one file per thread "
                                             "count, suffixed -tN)")
-    p.add_argument("--warmup", type=int, default=10, help="minimum warm-up runs")
-    p.add_argument("--runs", type=int, default=50, help="minimum timed runs")
-    p.add_argument("--min-seconds", type=float, default=1.0, help="minimum timed duration")
-    p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]DIMS[:DTYPE]")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out files")
+    p.add_argument("--warmup", type=int, default=10, help="minimum warm-up runs (default 10)")
+    p.add_argument("--warmup-seconds", type=float, default=0.2,
+                   help="minimum warm-up time (default 0.2)")
+    p.add_argument("--runs", type=int, default=50, help="minimum timed runs (default 50)")
+    p.add_argument("--min-seconds", type=float, default=1.0,
+                   help="minimum timed duration (default 1.0)")
+    p.add_argument("--duration", type=float, metavar="S",
+                   help="time runs for S seconds, whatever their count (replaces --runs and "
+                        "--min-seconds)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]DIMS[:DTYPE]",
+                   help="random inputs of this shape (needed for dynamic dimensions)")
+    p.add_argument("--inputs", type=Path, metavar="FILE.npz",
+                   help="inputs to time with: name -> array (default: the bundle's golden "
+                        "inputs, else random)")
     p.add_argument("--engine", default=None, help="onnxruntime, litert or tflite-runtime")
+    p.add_argument("--graph-optimization", help="onnxruntime: all, extended, basic, disabled")
+    p.add_argument("--execution-mode", help="onnxruntime: sequential or parallel")
+    p.add_argument("--cpu-arena", choices=("on", "off"), help="onnxruntime's CPU memory arena")
+    p.add_argument("--xnnpack", choices=("on", "off"), help="LiteRT's XNNPACK delegate")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the memory probe (a fresh child process that loads the model)")
     p.set_defaults(func=_bench)
 
 
+def _bench_options(args) -> dict:
+    """Engine options given on the command line; the Session checks them against the engine."""
+    given = {"graph_optimization": args.graph_optimization,
+             "execution_mode": args.execution_mode,
+             "cpu_arena": None if args.cpu_arena is None else args.cpu_arena == "on",
+             "xnnpack": None if args.xnnpack is None else args.xnnpack == "on"}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _bench(args) -> int:
+    from edgepress import atomic
     from edgepress.runtime import bench, report
 
-    protocol = bench.Protocol(warmup_runs=args.warmup, min_runs=args.runs, min_s=args.min_seconds)
-    command = shlex.join(["edgepress", *sys.argv[1:]])
+    protocol = bench.Protocol(warmup_runs=args.warmup, warmup_s=args.warmup_seconds,
+                              min_runs=args.runs, min_s=args.min_seconds,
+                              duration_s=args.duration, memory=not args.no_memory)
+    command = shlex.join(["edgepress", *getattr(args, "argv", sys.argv[1:])])
     sweep = _threads(args.threads)
+    outs = {t: args.out if len(sweep) == 1 else
+            args.out.with_name(f"{args.out.stem}-t{t}{args.out.suffix}")
+            for t in sweep} if args.out else {}
+    for out in outs.values():  # before minutes of measuring, not after
+        atomic.refuse_existing(out, args.overwrite)
     rows = []
     for threads in sweep:
         rep = bench.apply(args.target, threads, protocol, args.input_shape, args.engine,
-                          command=command)
-        lat = rep["results"]["latency_ms"]
-        rows.append((rep["engine"]["name"], threads, f"{rep['results']['init_ms']:.1f}",
-                     f"{lat['p50']:.3f}", f"{lat['p90']:.3f}", f"{lat['mean']:.3f}", lat["n"]))
-        if args.out:
-            out = args.out if len(sweep) == 1 else \
-                args.out.with_name(f"{args.out.stem}-t{threads}{args.out.suffix}")
-            report.save(rep, out)
-    _table(("engine", "threads", "init ms", "p50 ms", "p90 ms", "mean ms", "runs"), rows)
+                          options=_bench_options(args), command=command,
+                          inputs_file=args.inputs)
+        rows.append(_bench_row(rep))
+        if threads in outs:
+            report.save(rep, outs[threads], overwrite=args.overwrite)
+    _table(("engine", "threads", "init ms", "first ms", "p50 ms", "p90 ms", "p99 ms",
+            "std ms", "inf/s", "peak RSS MiB", "runs"), rows)
+    for out in outs.values():
+        print(f"wrote {out}")
+    return 0
+
+
+def _bench_row(rep: dict) -> tuple:
+    res, lat, mem = rep["results"], rep["results"]["latency_ms"], rep["memory"]
+    peak = f"{mem['peak_rss_bytes'] / 2**20:.1f}" if mem else "-"
+    return (rep["engine"]["name"], rep["engine"]["threads"], f"{res['init_ms']:.1f}",
+            f"{res['first_inference_ms']:.3f}", f"{lat['p50']:.3f}", f"{lat['p90']:.3f}",
+            f"{lat['p99']:.3f}", f"{lat['std']:.3f}", f"{lat['throughput_per_s']:.1f}", peak,
+            lat["n"])
+
+
+def _add_compare(sub):
+    p = sub.add_parser("compare", help="bench reports side by side, with ratios to the first "
+                                       "and a significance test on latency")
+    p.add_argument("reports", nargs="+", type=Path, help="two or more report JSON files; the "
+                                                         "first is the base")
+    p.add_argument("--format", default="table", help="table (default), markdown or json")
+    p.add_argument("--fail-if-slower", metavar="PCT",
+                   help="exit 3 when a report is significantly slower than the base by more "
+                        "than PCT percent, e.g. 5%%")
+    p.set_defaults(func=_compare)
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1000:
+        raise UserError(f"--fail-if-slower {text!r}: expected a percentage like 5% or 2.5")
+    return value / 100.0
+
+
+def _compare(args) -> int:
+    from edgepress.runtime import compare
+
+    if len(args.reports) < 2:
+        raise UserError("compare needs at least two reports (the first is the base)")
+    limit = None if args.fail_if_slower is None else _percent(args.fail_if_slower)
+    result = compare.apply(args.reports, fail_if_slower=limit)
+    print(compare.render(result, args.format))
+    return 3 if result["regressions"] else 0
+
+
+def _add_report(sub):
+    p = sub.add_parser("report", help="summarise bench reports; --html writes one "
+                                      "self-contained page with plots")
+    p.add_argument("reports", nargs="+", type=Path, help="report JSON files")
+    p.add_argument("--html", type=Path, metavar="OUT.html", help="write the HTML report here")
+    p.add_argument("--title", default="edgepress benchmark report")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --html file")
+    p.set_defaults(func=_report)
+
+
+def _report(args) -> int:
+    from edgepress.runtime import compare, report
+
+    reps = [report.load(p) for p in args.reports]
+    labels = compare.labels_for(args.reports)
+    rows = [(label, r["model"]["format"], r["model"].get("precision") or "-",
+             r["engine"]["name"], r["engine"]["threads"],
+             f"{r['results']['latency_ms']['p50']:.3f}",
+             f"{r['results']['latency_ms']['p99']:.3f}",
+             f"{r['memory']['peak_rss_bytes'] / 2**20:.1f}" if r.get("memory") else "-",
+             f"{r['model']['size_bytes'] / 2**10:.1f}",
+             f"{r['fidelity']['snr_db']:.1f}" if r.get("fidelity") else "-")
+            for label, r in zip(labels, reps)]
+    _table(("report", "format", "precision", "engine", "threads", "p50 ms", "p99 ms",
+            "peak RSS MiB", "size KiB", "SNR dB"), rows)
+    if args.html:
+        from edgepress.runtime import html
+
+        html.write(args.html, reps, labels, title=args.title, overwrite=args.overwrite)
+        print(f"wrote {args.html}")
     return 0
 
 
@@ -280,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgepress {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_compress, _add_verify, _add_bench, _add_inspect):
+    for add in (_add_compress, _add_verify, _add_bench, _add_compare, _add_report,
+                _add_inspect):
         add(sub)
     return parser
 
@@ -290,6 +400,7 @@ def main(argv=None) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(argv)  # recorded verbatim in reports
         return args.func(args)
     except UserError as e:
         if debug:
