@@ -88,8 +88,31 @@ def sensitivity(job: quantize.Job, cfg: quantize.QuantizeConfig, data) -> list[d
     if not names:
         raise UserError(f"the {job.fmt} model has no quantizable layers ({', '.join(ONNX_LAYER_OPS)}"
                         f" / torch Conv and Linear)")
-    rows = [{"layer": name, **_only(job, cfg, data, name)} for name in names]
+    modules = torch_modules(job)
+    rows = [{"layer": name, "module": modules.get(name), **_only(job, cfg, data, name)}
+            for name in names]
     return sorted(rows, key=lambda r: r["snr_db"])
+
+
+def torch_modules(job: quantize.Job) -> dict:
+    """ONNX node name -> the torch module it came from, from the dynamo exporter's name scopes
+    (so a ranking of `node_Conv_63` also says `stem.0`); empty for other exporters."""
+    if job.fmt != "onnx":
+        return {}
+    import ast
+
+    import onnx
+
+    out = {}
+    for node in onnx.load(str(job.fp32_path), load_external_data=False).graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        try:
+            scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+        except (ValueError, SyntaxError):
+            continue
+        if len(scopes) >= 2:
+            out[node.name] = scopes[-2]  # the innermost module; the last entry is the op
+    return out
 
 
 def _only(job, cfg, data, name: str) -> dict:

@@ -187,18 +187,32 @@ def _host_isa() -> str:
 
 
 class _Reader:
-    """onnxruntime's CalibrationDataReader protocol over a streamed Dataset."""
+    """onnxruntime's CalibrationDataReader over a streamed Dataset, read in consecutive chunks.
+
+    Chunks are how memory stays bounded: ORT's calibrators keep every intermediate tensor of
+    every sample until collect_data() returns. Its own bound, CalibMaxIntermediateOutputs, is
+    unusable: MinMaxCalibrater.collect_data (ORT 1.32) empties the collected outputs at the bound
+    without folding them into the ranges, so all but the last partial chunk is silently lost.
+    quantize_static's CalibStridedMinMax calls collect_data once per chunk, and both the MinMax
+    and the histogram calibrators accumulate across calls."""
 
     def __init__(self, dataset):
+        self.total = min(dataset.record()["samples"], CALIB_CAP)
+        self.chunk = max(d for d in range(1, 33) if self.total % d == 0)  # ORT wants a divisor
         self._it = iter(dataset.samples())
-        self.n = 0
+        self._left = self.total
+
+    def __len__(self):
+        return self.total
+
+    def set_range(self, start_index: int, end_index: int):
+        self._left = end_index - start_index  # ORT walks the chunks in order
 
     def get_next(self):
-        if self.n >= CALIB_CAP:
+        if self._left <= 0:
             return None
-        sample = next(self._it, None)
-        self.n += sample is not None
-        return sample
+        self._left -= 1
+        return next(self._it, None)
 
 
 def _onnx_static(job: Job, cfg: QuantizeConfig) -> Quantized:
@@ -217,17 +231,24 @@ def _onnx_static(job: Job, cfg: QuantizeConfig) -> Quantized:
               "percentile": CalibrationMethod.Percentile}[cfg.calib_method]
     cache = work / f"ranges-{cfg.calib_method}.json"
     reader = None if cache.exists() else _Reader(job.calib)
-    quantize_static(
-        str(src), str(job.out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=qtype[types["activations"]], weight_type=qtype[types["weights"]],
-        reduce_range=types["reduce_range"], calibrate_method=method,
-        nodes_to_exclude=list(cfg.exclude), nodes_to_quantize=list(cfg.only) or None,
-        calibration_cache_path=str(cache),
-        # bounded memory: ORT otherwise keeps every intermediate output of every sample
-        extra_options={"CalibMaxIntermediateOutputs": 16})
+    from edgepress.compress import export
+
+    with export.quiet():  # the histogram calibrators print progress to stdout
+        quantize_static(
+            str(src), str(job.out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=qtype[types["activations"]], weight_type=qtype[types["weights"]],
+            reduce_range=types["reduce_range"], calibrate_method=method,
+            nodes_to_exclude=list(cfg.exclude), nodes_to_quantize=list(cfg.only) or None,
+            calibration_cache_path=str(cache),
+            extra_options={"CalibStridedMinMax": reader.chunk} if reader else {})
     figures = {"method": "static int8 QDQ, per-channel weights", "library": "onnxruntime",
-               "calib_method": cfg.calib_method, "types": types, "normalisation": notes}
+               "calib_method": cfg.calib_method, "calib_samples": _calib_count(job),
+               "types": types, "normalisation": notes}
     return Quantized(job.out_path, figures)
+
+
+def _calib_count(job: Job) -> int:
+    return min(job.calib.record()["samples"], CALIB_CAP)
 
 
 def _onnx_dynamic(job: Job, cfg: QuantizeConfig) -> Quantized:
