@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all clean
+.PHONY: install browser demo test test-all clean
 
 install: $(VENV)/.installed
 
@@ -20,10 +20,21 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(BIN)/python examples/digits/demo.py
 
-test: install
+# The HTML report's test renders the page in headless Chromium (Debian's package): installed here
+# when missing, as root or with passwordless sudo. Without apt-get the test skips, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  echo "installing chromium (apt-get) for the HTML report test"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: no chromium and no apt-get: the HTML rendering test will be skipped"; fi
+
+test: install browser
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-all: install
+test-all: install browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -23,6 +23,7 @@ from edgepress.runtime import compare
 
 def write(path, reports: list[dict], labels: list[str], title: str = "edgepress benchmark report",
           overwrite: bool = False) -> None:
+    atomic.refuse_existing(Path(path), overwrite)  # before the plotting, not after
     page = render(reports, labels, title)
     atomic.write_bytes(Path(path), page.encode(), overwrite=overwrite)
 

@@ -186,6 +186,7 @@ class Session:
         self.outputs = [self._logical(s, self._quant_out) for s in self._engine.outputs]
         self._expect = {s.name: s for s in self._engine.inputs}
         self._fast = self._fast_specs()
+        self._engine_run = self._engine.run  # bound once: run() is on the hot path
 
     def _fast_specs(self):
         # (name, shape, dtype) per input when every input has a fixed shape and needs no
@@ -209,8 +210,9 @@ class Session:
 
     def run(self, feeds: dict) -> dict:
         """Runs one inference. `feeds` maps every input name to an array of its declared shape."""
-        prepared = feeds if self._matches(feeds) else self._checked(feeds)
-        outs = self._engine.run(prepared)
+        if not self._matches(feeds):
+            feeds = self._checked(feeds)
+        outs = self._engine_run(feeds)
         if self._quant_out:
             for name, (scale, zero, _dt) in self._quant_out.items():
                 outs[name] = (outs[name].astype(np.float32) - zero) * np.float32(scale)
