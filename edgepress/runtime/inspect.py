@@ -49,11 +49,37 @@ def _onnx(path: Path) -> dict:
             consts[n.output[0]] = tuple(n.attribute[0].t.dims)
     shapes = {vi.name: _dims(vi) for vi in list(g.value_info) + list(g.input) + list(g.output)}
     shapes.update(consts)
+    sizes = _onnx_itemsizes(g)
     layers = [{"name": n.name or n.output[0], "op": n.op_type,
-               "macs": _onnx_macs(n, shapes, consts)} for n in g.node]
+               "macs": _onnx_macs(n, shapes, consts),
+               **_traffic(n.input, n.output, shapes, sizes, set(consts))} for n in g.node]
     params = sum(int(np.prod(s)) for s in consts.values())
     return {"params": params, "ops": [n.op_type for n in g.node],
             "layers": [layer for layer in layers if layer["macs"]]}
+
+
+def _onnx_itemsizes(g) -> dict:
+    """Bytes per element of every named tensor whose element type is known."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in list(g.value_info) + list(g.input) + list(g.output)}
+    types.update({i.name: i.data_type for i in g.initializer})
+    return {k: np.dtype(tensor_dtype_to_np_dtype(t)).itemsize for k, t in types.items() if t}
+
+
+def _traffic(inputs, outputs, shapes: dict, itemsizes: dict, weights: set) -> dict:
+    """Bytes a layer reads as weights and moves as activations (inputs read + outputs written):
+    the memory side of a roofline estimate. Unknown shapes count as 0 (an underestimate)."""
+    def size(name):
+        dims = shapes.get(name)
+        if not dims or any(d < 0 for d in dims):
+            return 0
+        return int(np.prod(dims)) * itemsizes.get(name, 4)
+
+    return {"weight_bytes": sum(size(i) for i in inputs if i in weights),
+            "activation_bytes": sum(size(i) for i in inputs if i != "" and i not in weights)
+            + sum(size(o) for o in outputs)}
 
 
 def _dims(vi) -> tuple:
@@ -94,8 +120,12 @@ def _tflite(path: Path) -> dict:
     consts = {i for op in ops for i in op["inputs"]
               if i >= 0 and i not in produced and i not in graph_inputs}
     params = sum(int(np.prod(tensors[i]["shape"])) for i in consts if i in tensors)
+    shapes = {i: tuple(int(d) for d in t["shape"]) for i, t in tensors.items()}
+    sizes = {i: np.dtype(t["dtype"]).itemsize for i, t in tensors.items()}
     layers = [{"name": f"{op['op_name']}_{op['index']}", "op": op["op_name"],
-               "macs": _tflite_macs(op, tensors)} for op in ops]
+               "macs": _tflite_macs(op, tensors),
+               **_traffic([i for i in op["inputs"] if i >= 0], op["outputs"], shapes, sizes,
+                          consts)} for op in ops]
     return {"params": params, "ops": [op["op_name"] for op in ops],
             "layers": [layer for layer in layers if layer["macs"]]}
 

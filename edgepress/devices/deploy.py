@@ -1,0 +1,289 @@
+"""deploy: package a bundle for a device, install it there over SSH, verify and bench it there,
+and bring the report back.
+
+On the device everything lives under ~/edgepress:
+
+    remote.py                 the device's half (stdlib only): unpack, activate, prune
+    incoming/SHA.tar.gz       the uploaded package (removed once installed)
+    releases/ID/              an unpacked package with its own venv (ID: the first 16 hex digits
+                              of the package's sha256)
+    current -> releases/ID    the working install, switched in one rename after verify passes
+    previous                  the release before it (kept, so a rollback is one `activate`)
+
+Checks run before anything is written (Python version, venv support, arch, free disk), and each
+later step writes beside its target and renames, so a deploy cut off anywhere, the SSH connection
+included, leaves `current` as it was. SSH is key-only with the host key checked against
+known_hosts (paramiko's RejectPolicy): never a prompt, never a trust-on-first-use.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgepress.devices import package, profile
+from edgepress.errors import UserError
+from edgepress.runtime import artifact
+
+REMOTE_ROOT = "edgepress"  # relative to the login's home directory
+MIN_PYTHON = (3, 10)  # pyproject's requires-python: edgepress's wheel installs on nothing older
+CONNECT_TIMEOUT_S = 15.0
+REMOTE_SCRIPT = Path(__file__).with_name("remote.py")
+
+# What the device says about itself; runs on its python3 before anything is written there.
+_FACTS = """
+import json, os, platform, shutil, sys
+p = os.path.expanduser("~/%s")
+while not os.path.isdir(p):
+    p = os.path.dirname(p)
+try:
+    import ensurepip, venv
+    has_venv = True
+except ImportError:
+    has_venv = False
+print(json.dumps({"python": "%%d.%%d" %% sys.version_info[:2], "machine": platform.machine(),
+                  "free_bytes": shutil.disk_usage(p).free, "venv": has_venv,
+                  "sha256sum": shutil.which("sha256sum") is not None}))
+""" % REMOTE_ROOT
+
+
+@dataclass(frozen=True)
+class Target:
+    user: str
+    host: str
+    port: int = 22
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+def parse_target(text: str) -> Target:
+    """ssh://user@host[:port] (IPv6 hosts in brackets)."""
+    m = re.fullmatch(r"ssh://([^@/:\s]+)@(\[[0-9a-fA-F:]+\]|[^@/:\s\[\]]+)(?::(\d{1,5}))?/?", text)
+    if not m or not 0 < int(m.group(3) or 22) < 65536:
+        raise UserError(f"device address {text!r}: expected ssh://user@host[:port]")
+    return Target(m.group(1), m.group(2).strip("[]"), int(m.group(3) or 22))
+
+
+class Connection:
+    """One SSH connection over paramiko: run a command, upload, download."""
+
+    def __init__(self, target: Target, identity=None, known_hosts=None,
+                 timeout: float = CONNECT_TIMEOUT_S):
+        self.target = target
+        self.client = _connect(target, identity, known_hosts, timeout)
+        self._sftp = None
+
+    def run(self, command: str) -> tuple[int, str, str]:
+        """(exit status, stdout, stderr) of a command run by the login shell in the home dir."""
+        try:
+            _, out, err = self.client.exec_command(command)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+            return out.channel.recv_exit_status(), stdout, stderr
+        except (OSError, EOFError) as e:
+            raise UserError(f"lost the SSH connection to {self.target}: {e}") from None
+        except _ssh_error() as e:
+            raise UserError(f"lost the SSH connection to {self.target}: {e}") from None
+
+    def put(self, local: Path, remote: str) -> None:
+        """Uploads to REMOTE.part, then renames: REMOTE is whole or absent."""
+        try:
+            sftp = self._sftp_client()
+            sftp.put(str(local), remote + ".part")
+            sftp.posix_rename(remote + ".part", remote)
+        except (OSError, EOFError, _ssh_error()) as e:
+            raise UserError(f"upload to {self.target}:{remote} failed: {e}") from None
+
+    def get(self, remote: str, local: Path) -> None:
+        try:
+            self._sftp_client().get(remote, str(local))
+        except (OSError, EOFError, _ssh_error()) as e:
+            raise UserError(f"download of {self.target}:{remote} failed: {e}") from None
+
+    def _sftp_client(self):
+        if self._sftp is None:
+            self._sftp = self.client.open_sftp()
+        return self._sftp
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _ssh_error():
+    import paramiko
+
+    return paramiko.SSHException
+
+
+def _connect(target: Target, identity, known_hosts, timeout: float):
+    """A paramiko client, or one line saying why not (unreachable, host key, key rejected)."""
+    try:
+        import paramiko
+    except ImportError:
+        raise UserError("deploy needs paramiko: pip install 'edgepress[deploy]'") from None
+    known = Path(known_hosts).expanduser() if known_hosts else Path("~/.ssh/known_hosts").expanduser()
+    if not known.is_file():
+        raise UserError(f"known_hosts file {str(known)!r} does not exist: add the device's host "
+                        f"key to it (check its fingerprint) or pass --known-hosts FILE")
+    if identity is not None and not Path(identity).expanduser().is_file():
+        raise UserError(f"--identity {str(identity)!r} does not exist")
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(known))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())  # never trust on first use
+    where = str(target)
+    try:
+        client.connect(target.host, target.port, username=target.user,
+                       key_filename=str(Path(identity).expanduser()) if identity else None,
+                       look_for_keys=identity is None, allow_agent=identity is None,
+                       timeout=timeout, banner_timeout=timeout, auth_timeout=timeout)
+    except paramiko.BadHostKeyException:
+        raise UserError(f"host key of {where} does not match {str(known)!r}: refusing to "
+                        f"connect (the device was reinstalled, or someone is in between)") from None
+    except paramiko.PasswordRequiredException:
+        raise UserError(f"the key for {where} is passphrase-protected: edgepress never prompts; "
+                        f"use an unencrypted deploy key or load it in ssh-agent") from None
+    except paramiko.AuthenticationException:
+        raise UserError(f"{where} rejected the key ({identity or 'default keys and ssh-agent'}): "
+                        f"add its public key to the device's ~/.ssh/authorized_keys") from None
+    except paramiko.SSHException as e:
+        if "known_hosts" in str(e):
+            raise UserError(f"host key of {where} is not in {str(known)!r}: refusing to connect "
+                            f"(add it after checking its fingerprint)") from None
+        raise UserError(f"SSH to {where} failed: {e}") from None
+    except (OSError, socket.timeout) as e:
+        raise UserError(f"cannot reach {where}: {getattr(e, 'strerror', None) or e}") from None
+    return client
+
+
+@dataclass
+class Result:
+    target: str
+    package: package.Package
+    release: str
+    facts: dict
+    verdict: dict
+    report: dict | None
+    report_path: Path | None
+
+
+def apply(bundle_dir, target: str, device: str, identity=None, known_hosts=None, out=None,
+          bench_flags=(), connect=Connection, cache=None, overwrite: bool = False) -> Result:
+    """Deploys `bundle_dir` to `target`, verifies and benches it there; returns what it saw."""
+    prof = profile.load(device)
+    if prof.deployable_reason():
+        raise UserError(prof.deployable_reason())
+    artifact.open_bundle(bundle_dir)  # a broken bundle fails here, before any connection
+    where = parse_target(target)
+    if out is not None:
+        from edgepress import atomic
+
+        atomic.refuse_existing(Path(out), overwrite)
+    conn = connect(where, identity, known_hosts)
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgepress-deploy-") as tmp:
+            facts = preflight(conn, prof)
+            pkg = package.build(bundle_dir, prof, Path(tmp) / "package.tar.gz",
+                                python=facts["python"], cache=cache)
+            check_disk(facts, pkg, where)
+            release = install(conn, pkg)
+            verdict = verify(conn, release)
+            if not verdict["passed"]:  # a failing package never becomes `current`
+                return Result(str(where), pkg, release, facts, verdict, None, None)
+            activate(conn, release)
+            rep, path = bench(conn, bench_flags, out)
+            return Result(str(where), pkg, release, facts, verdict, rep, path)
+    finally:
+        conn.close()
+
+
+def preflight(conn, prof: profile.Profile) -> dict:
+    """The device's Python, arch, venv support and free disk, checked against what we need."""
+    rc, out, err = conn.run(f"python3 -c {shlex.quote(_FACTS)}")
+    if rc == 127:
+        raise UserError(f"{conn.target} has no python3: install Python "
+                        f">= {'.'.join(map(str, MIN_PYTHON))}")
+    try:
+        facts = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise UserError(f"{conn.target}: python3 could not describe the device: "
+                        f"{_last_line(err)}") from None
+    version = tuple(int(v) for v in facts["python"].split("."))
+    if version < MIN_PYTHON:
+        raise UserError(f"{conn.target} has Python {facts['python']}; edgepress needs >= "
+                        f"{'.'.join(map(str, MIN_PYTHON))}")
+    if not facts["venv"]:
+        raise UserError(f"{conn.target}: python3 cannot create venvs (no ensurepip): install "
+                        f"python3-venv")
+    if not facts["sha256sum"]:
+        raise UserError(f"{conn.target} has no sha256sum (coreutils): packages are checked with it")
+    if facts["machine"] != prof.arch:
+        raise UserError(f"{conn.target} is {facts['machine']}, but device profile {prof.name!r} "
+                        f"is {prof.arch}: pick the matching --device")
+    return facts
+
+
+def check_disk(facts: dict, pkg: package.Package, where) -> None:
+    need = pkg.manifest["install_bytes"]
+    if facts["free_bytes"] < need:
+        raise UserError(f"{where} has {facts['free_bytes'] / 2**20:,.0f} MiB free under "
+                        f"~/{REMOTE_ROOT}; the install needs {need / 2**20:,.0f} MiB")
+
+
+def install(conn, pkg: package.Package) -> str:
+    """Uploads and unpacks the package into releases/ID and installs its venv; returns ID.
+    Nothing here touches `current`."""
+    release = pkg.sha256[:16]
+    root = REMOTE_ROOT
+    _check(conn, f"mkdir -p {root}/incoming {root}/releases", "preparing ~/edgepress")
+    conn.put(REMOTE_SCRIPT, f"{root}/remote.py")
+    archive = f"{root}/incoming/{pkg.sha256}.tar.gz"
+    conn.put(pkg.path, archive)
+    _check(conn, f"python3 {root}/remote.py unpack {archive} {pkg.sha256} "
+                 f"{root}/releases/{release} && rm -f {archive}", "unpacking the package")
+    _check(conn, f"sh {root}/releases/{release}/run.sh install", "installing the package")
+    return release
+
+
+def verify(conn, release: str) -> dict:
+    rc, out, err = conn.run(f"sh {REMOTE_ROOT}/releases/{release}/run.sh verify")
+    start = out.find("{")
+    if rc not in (0, 1) or start < 0:
+        raise UserError(f"verify on {conn.target} failed to run: {_last_line(err)}")
+    return json.loads(out[start:])
+
+
+def activate(conn, release: str) -> None:
+    _check(conn, f"python3 {REMOTE_ROOT}/remote.py activate {REMOTE_ROOT} {release} && "
+                 f"python3 {REMOTE_ROOT}/remote.py prune {REMOTE_ROOT}", "switching to it")
+
+
+def bench(conn, flags, out) -> tuple[dict, Path | None]:
+    """Runs bench on the device (the new `current`) and brings its report back."""
+    from edgepress.runtime import report
+
+    args = " ".join(shlex.quote(f) for f in flags)
+    _check(conn, f"sh {REMOTE_ROOT}/current/run.sh bench {args}", "bench on the device")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "bench.json"
+        conn.get(f"{REMOTE_ROOT}/current/reports/bench.json", local)
+        rep = report.load(local)
+        if out is not None:
+            report.save(rep, Path(out), overwrite=True)
+    return rep, (Path(out) if out is not None else None)
+
+
+def _check(conn, command: str, what: str) -> str:
+    rc, out, err = conn.run(command)
+    if rc != 0:
+        raise UserError(f"{what} on {conn.target} failed (exit {rc}): {_last_line(err or out)}")
+    return out
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no output"

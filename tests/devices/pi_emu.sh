@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# An emulated 64-bit Raspberry-Pi-class device on an x86_64 Debian host, served over SSH on
+# 127.0.0.1 only, for the `arm` tests (tests/devices/test_emulated.py) and CI's Arm step.
+#
+#   tests/devices/pi_emu.sh up     build the rootfs once (cached), start the device's sshd
+#   tests/devices/pi_emu.sh down   stop that sshd, unmount
+#
+# The device is an arm64 Debian bookworm chroot (Python 3.11) run by qemu-user through
+# binfmt_misc, so every program in it, its sshd included, really executes aarch64 code: `uname -m`
+# says aarch64 and pip installs aarch64 wheels. It has no edgepress and no wheels: `edgepress
+# deploy` brings everything. Only Debian packages are fetched (apt, debootstrap); run as root.
+# First `up` takes ~5 minutes (debootstrap under emulation), later ones seconds.
+#
+# State for the tests goes in $CACHE/ssh: the client key, known_hosts, the port and the user.
+set -euo pipefail
+CACHE=${EDGEPRESS_PI_CACHE:-/var/cache/edgepress-pi}
+PORT=${EDGEPRESS_PI_PORT:-2232}
+R=$CACHE/rootfs
+S=$CACHE/ssh
+DEVICE_USER=pi
+
+host_packages() {
+  # binfmt_misc is not mounted on a fresh machine; qemu-user-static registers aarch64 with the
+  # F flag (interpreter opened at registration), so the rootfs needs no copy of qemu.
+  local need=()
+  for cmd in debootstrap qemu-aarch64-static update-binfmts ssh-keygen; do
+    command -v "$cmd" >/dev/null || need=(debootstrap qemu-user-static binfmt-support openssh-client)
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  update-binfmts --enable qemu-aarch64 2>/dev/null || true
+  grep -q 'flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64
+}
+
+rootfs() {
+  # Built in a temp dir and renamed: an interrupted build never looks finished.
+  [ -x "$R/usr/sbin/sshd" ] && return
+  rm -rf "$R.tmp"
+  mkdir -p "$CACHE"
+  debootstrap --arch=arm64 --variant=minbase \
+    --include=python3,python3-venv,openssh-server,openssh-sftp-server bookworm "$R.tmp" \
+    >"$CACHE/debootstrap.log" 2>&1 || { tail -5 "$CACHE/debootstrap.log" >&2; exit 1; }
+  rm -rf "$R"; mv "$R.tmp" "$R"
+}
+
+mounts() {
+  # onnxruntime's cpuinfo library crashes under qemu when it reads the host's x86
+  # /proc/cpuinfo: the device gets a Raspberry Pi 4's (four Cortex-A72, part 0xd08).
+  : >"$CACHE/cpuinfo"
+  for i in 0 1 2 3; do
+    printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i" >>"$CACHE/cpuinfo"
+  done
+  printf 'Hardware\t: BCM2835\nRevision\t: c03111\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1 (emulated)\n' >>"$CACHE/cpuinfo"
+  mountpoint -q "$R/proc" || mount -t proc proc "$R/proc"
+  grep -q "$R/proc/cpuinfo " /proc/mounts || mount --bind "$CACHE/cpuinfo" "$R/proc/cpuinfo"
+  mountpoint -q "$R/sys" || { mount --rbind /sys "$R/sys"; mount --make-rslave "$R/sys"; }
+}
+
+in_device() {
+  # env -i: the host's PIP_*, PYTHON* and VIRTUAL_ENV settings must not leak into the device.
+  chroot "$R" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 "$@"
+}
+
+accounts() {
+  mkdir -p "$S"
+  [ -f "$S/client" ] || ssh-keygen -q -t ed25519 -N '' -C edgepress-ci -f "$S/client"
+  # '*' (not useradd's locked '!') so sshd without PAM accepts the key of a password-less user.
+  in_device id -u "$DEVICE_USER" >/dev/null 2>&1 || in_device useradd -m -s /bin/bash -p '*' "$DEVICE_USER"
+  local home=$R/home/$DEVICE_USER
+  mkdir -p "$home/.ssh"
+  cp "$S/client.pub" "$home/.ssh/authorized_keys"
+  in_device chown -R "$DEVICE_USER:$DEVICE_USER" "/home/$DEVICE_USER/.ssh"
+  chmod 700 "$home/.ssh"; chmod 600 "$home/.ssh/authorized_keys"
+}
+
+sshd_config() {
+  mkdir -p "$R/etc/ssh/ci" "$R/run/sshd"
+  [ -f "$R/etc/ssh/ci/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$R/etc/ssh/ci/host_ed25519"
+  # 127.0.0.1 only: the emulated device is never reachable from outside this machine.
+  cat >"$R/etc/ssh/ci/sshd_config" <<EOF
+Port $PORT
+ListenAddress 127.0.0.1
+HostKey /etc/ssh/ci/host_ed25519
+PidFile /run/sshd-ci.pid
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+UsePAM no
+Subsystem sftp internal-sftp
+EOF
+  echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$R/etc/ssh/ci/host_ed25519.pub")" >"$S/known_hosts"
+  echo "$PORT" >"$S/port"; echo "$DEVICE_USER" >"$S/user"
+}
+
+start_sshd() {
+  local pidfile=$R/run/sshd-ci.pid
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  in_device /usr/sbin/sshd -t -f /etc/ssh/ci/sshd_config
+  in_device /usr/sbin/sshd -f /etc/ssh/ci/sshd_config -E /var/log/sshd-ci.log
+  for _ in $(seq 1 100); do
+    ssh -q -i "$S/client" -p "$PORT" -o UserKnownHostsFile="$S/known_hosts" \
+      -o StrictHostKeyChecking=yes -o BatchMode=yes "$DEVICE_USER@127.0.0.1" true && return
+    sleep 0.3
+  done
+  echo "pi_emu: the device's sshd did not answer on 127.0.0.1:$PORT" >&2; exit 1
+}
+
+up() {
+  host_packages; rootfs; mounts
+  [ "$(chroot "$R" uname -m)" = aarch64 ]
+  accounts; sshd_config; start_sshd
+  echo "pi_emu: $DEVICE_USER@127.0.0.1:$PORT is up (aarch64, emulated); state in $S"
+}
+
+down() {
+  local pidfile=$R/run/sshd-ci.pid
+  if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
+  grep -q "$R/proc/cpuinfo " /proc/mounts && umount "$R/proc/cpuinfo" || true
+  mountpoint -q "$R/sys" && umount -R "$R/sys" || true
+  mountpoint -q "$R/proc" && umount "$R/proc" || true
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac
