@@ -52,6 +52,30 @@ class TinyEncoder(nn.Module):
         return self.head(self.layer(tokens).mean(dim=1))
 
 
+class PrunableCNN(nn.Module):
+    """Wide enough to prune with channels rounded to 8: stem, a residual block with an inner
+    expansion, an inverted-residual (depthwise) block, and a classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.res = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                                 nn.Conv2d(32, 16, 3, padding=1), nn.BatchNorm2d(16))
+        self.inv = nn.Sequential(nn.Conv2d(16, 32, 1), nn.BatchNorm2d(32), nn.ReLU6(),
+                                 nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.BatchNorm2d(32),
+                                 nn.ReLU6(), nn.Conv2d(32, 24, 1), nn.BatchNorm2d(24))
+        self.fc = nn.Linear(24, 5)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):  # (N, 3, 16, 16) -> (N, 5)
+        y = self.stem(x)
+        y = torch.relu(y + self.res(y))
+        return self.fc(self.inv(y).mean(dim=(2, 3)))
+
+
 def _seeded(cls):
     torch.manual_seed(0)
     return cls().eval()
@@ -69,6 +93,10 @@ def encoder():
     return _seeded(TinyEncoder)
 
 
+def prunable_cnn():
+    return _seeded(PrunableCNN)
+
+
 def not_a_module():
     return 42
 
@@ -78,4 +106,5 @@ MODELS = {
     "cnn": (cnn, ["1,3,16,16"]),
     "mlp": (mlp, ["features=1,6", "context=1,4"]),
     "encoder": (encoder, ["1,8,16"]),
+    "prunable_cnn": (prunable_cnn, ["1,3,16,16"]),
 }

@@ -1,0 +1,139 @@
+"""sensitivity: how much each layer's channels matter, measured, not guessed.
+
+`scan` prunes each prunable layer alone (through prune's channel method, so coupled layers go
+with it) at several ratios and measures the metric drop on eval data: accuracy where the data has
+labels, otherwise top-1 agreement with the unpruned model. `choose` turns a scan into per-layer
+ratios that reach a MACs target with the least summed drop (`--prune auto:macs=F`).
+Used by `edgepress inspect SOURCE --prune-sensitivity --eval DATA` and by prune's auto method.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import torch
+
+from edgepress.compress import prune
+from edgepress.errors import UserError
+
+RATIOS = (0.25, 0.5, 0.75)
+EVAL_LIMIT = 256  # samples per measurement: enough to rank layers, small enough to repeat often
+
+
+def scan(model, example: dict, data, cfg: prune.PruneConfig, ratios=RATIOS,
+         limit: int = EVAL_LIMIT) -> dict:
+    """{"metric", "baseline", "macs", "layers": [{"name", "trials": [{ratio, drop, macs_saved}]}]}"""
+    for r in ratios:
+        if not 0.0 < r < 1.0:
+            raise UserError(f"--prune-ratios: {r:g} must be between 0 and 1 (exclusive)")
+    base_cfg = replace(cfg, method="channels", ratio=0.0)
+    skipped = prune._skipped(model, base_cfg, example)  # noqa: SLF001 - same rule as the stage
+    base_cfg = replace(base_cfg, skip=tuple(skipped), skip_defaults=False)
+    metric = _Metric(model, data, limit)
+    base = prune.measure(model, example)
+    layers, seen = [], set()
+    for name in prune.execution_order(model, example):
+        if name in skipped:
+            continue
+        trials = _trials(model, example, base_cfg, name, ratios, metric, base, seen)
+        if trials:
+            layers.append({"name": name, "trials": trials})
+    return {"metric": metric.name, "baseline": metric.baseline, "samples": metric.samples,
+            "macs": base["macs"], "ratios": list(ratios), "skipped": skipped, "layers": layers}
+
+
+def _trials(model, example, cfg, name, ratios, metric, base, seen) -> list:
+    """One layer at each ratio; [] when pruning it alone changes nothing new (it is coupled to a
+    skipped layer, or to a layer already scanned: one entry per group of coupled layers) or
+    changes an output's shape."""
+    trials = []
+    for r in ratios:
+        pruned = prune_layers(model, example, cfg, {name: r})
+        after = prune.measure(pruned, example)
+        if not trials:
+            changed = tuple(sorted(n for n, w in after["widths"].items()
+                                   if w != base["widths"][n]))
+            if not changed or changed in seen or after["output_shapes"] != base["output_shapes"]:
+                return []
+            seen.add(changed)
+        trials.append({"ratio": r, "drop": round(metric.baseline - metric(pruned), 3),
+                       "macs_saved": round(1 - after["macs"] / base["macs"], 4)})
+    return trials
+
+
+def prune_layers(model, example, cfg, ratios: dict):
+    """A pruned copy of `model`: only the layers in `ratios` (and those coupled to them)."""
+    trial = copy.deepcopy(model)
+    channels = replace(cfg, method="channels", ratio=0.0, layer_ratios=tuple(ratios.items()))
+    prune.METHODS["channels"](trial, channels, example, {n: "skipped" for n in cfg.skip}, None)
+    return trial.eval()
+
+
+def choose(model, example: dict, scan_result: dict, cfg: prune.PruneConfig, target: float) -> dict:
+    """Per-layer ratios {name: ratio} whose pruned model has <= `target` x the MACs: greedy, each
+    step takes the layer ratio with the least drop per MAC saved. Per-layer savings do not simply
+    add up (two coupled cuts share a layer), so the result is measured and the plan tightened."""
+    goal = target
+    for _ in range(6):
+        ratios = _greedy(scan_result["layers"], 1 - goal)
+        trial = prune_layers(model, example, cfg, ratios)
+        achieved = prune.macs(trial, example) / scan_result["macs"]
+        if achieved <= target + 0.01:
+            return ratios
+        goal -= achieved - target
+        if goal <= 0:
+            break
+    raise UserError(f"--prune auto:macs={target:g}: the scanned ratios (up to "
+                    f"{max(scan_result['ratios']):g} per layer) reach only {achieved:.2f} x the "
+                    f"MACs; ask for a larger target")
+
+
+def _greedy(layers: list, saving: float) -> dict:
+    state = {layer["name"]: -1 for layer in layers}  # index of the chosen trial, -1: unpruned
+
+    def value(layer, i, field):
+        return layer["trials"][i][field] if i >= 0 else 0.0
+
+    saved = 0.0
+    while saved < saving:
+        best = None
+        for layer in layers:
+            i = state[layer["name"]]
+            if i + 1 >= len(layer["trials"]):
+                continue
+            gain = value(layer, i + 1, "macs_saved") - value(layer, i, "macs_saved")
+            cost = max(value(layer, i + 1, "drop") - value(layer, i, "drop"), 0.0) + 1e-3
+            if gain > 0 and (best is None or cost / gain < best[0]):
+                best = (cost / gain, layer, gain)
+        if best is None:
+            break
+        state[best[1]["name"]] += 1
+        saved += best[2]
+    return {layer["name"]: layer["trials"][state[layer["name"]]]["ratio"]
+            for layer in layers if state[layer["name"]] >= 0}
+
+
+class _Metric:
+    """Accuracy on labelled data, else top-1 agreement with the unpruned model, in percent."""
+
+    def __init__(self, model, data, limit: int):
+        self.data, self.limit = data, limit
+        self.reference = [prune.first_output(_run(model, batch)).argmax(-1)
+                          for batch, _ in prune.batches(data, limit)]
+        self.labelled = all(labels is not None for _, labels in prune.batches(data, limit))
+        self.name = "accuracy %" if self.labelled else "top-1 agreement with the unpruned model %"
+        self.samples = sum(int(r.numel()) for r in self.reference)
+        self.baseline = self(model)
+
+    def __call__(self, model) -> float:
+        hits = 0
+        for (batch, labels), ref in zip(prune.batches(self.data, self.limit), self.reference):
+            top1 = prune.first_output(_run(model, batch)).argmax(-1)
+            hits += int((top1 == (labels.reshape(top1.shape) if self.labelled else ref)).sum())
+        return round(100.0 * hits / self.samples, 3)
+
+
+def _run(model, batch):
+    with torch.no_grad():
+        return model.eval()(**batch)

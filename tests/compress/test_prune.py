@@ -1,0 +1,265 @@
+"""prune: every METHOD on tiny models with a residual block, a depthwise block and a transformer
+block; pruned bundles export and verify; the sensitivity scan; bad specs are one line, exit 2."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tiny_models
+from conftest import factory
+from edgepress import cli
+from edgepress.compress import calibrate, load, pipeline, prune, sensitivity
+from edgepress.errors import UserError
+
+# One spec per method: a new method without a case here fails test_every_method_has_a_case.
+SPECS = {"channels": "channels:0.5", "magnitude": "magnitude:0.8", "nm": "nm:2:4",
+         "auto": "auto:macs=0.7"}
+MODELS = ("prunable_cnn", "encoder")  # residual + depthwise CNN; transformer encoder block
+
+
+def _loaded(name):
+    fn, shapes = tiny_models.MODELS[name]
+    return load.apply(factory(name), None, shapes)
+
+
+def _example(loaded):
+    return {s.name: torch.randn(*s.shape, generator=torch.Generator().manual_seed(1))
+            for s in loaded.inputs}
+
+
+def _data(loaded, n=8):
+    return calibrate.open_data("random", loaded.inputs, n, seed=3)
+
+
+def test_every_method_has_a_case():
+    assert set(SPECS) == set(prune.METHODS)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("method", sorted(prune.METHODS))
+def test_method_prunes_and_keeps_outputs(method, model):
+    loaded = _loaded(model)
+    example = _example(loaded)
+    with torch.no_grad():
+        shapes_before = [o.shape for o in torch.atleast_1d(loaded.model(**example))]
+    result = prune.apply(loaded.model, prune.parse(SPECS[method]), example, _data(loaded))
+    fig = result.figures
+    with torch.no_grad():
+        out = result.model(**example)
+    assert [o.shape for o in torch.atleast_1d(out)] == shapes_before
+    assert torch.isfinite(out).all()
+    assert not any(hasattr(m, "weight_orig") for m in result.model.modules()), "masks left"
+    if method == "auto":  # the MACs target is met, from per-layer ratios the scan chose
+        assert fig["macs"]["ratio"] <= 0.71 and fig["auto"]["chosen_ratios"]
+    if method in ("channels", "auto"):
+        assert fig["params"]["after"] < fig["params"]["before"]
+        assert fig["macs"]["ratio"] < 1.0 and fig["widths"]
+        for before_after in fig["widths"].values():  # rounded to 8 where a layer shrank
+            out_ch = before_after["after"][0]
+            assert out_ch == before_after["before"][0] or out_ch % 8 == 0
+    else:
+        assert fig["params"]["after"] == fig["params"]["before"]  # same shapes, more zeros
+        assert fig["nonzero_params"]["after"] < 0.75 * fig["nonzero_params"]["before"]
+        assert fig["macs"]["ratio"] == 1.0 and "do not speed up dense engines" in fig["note"]
+
+
+def test_first_conv_and_classifier_skipped_by_default():
+    loaded = _loaded("prunable_cnn")
+    fig = prune.apply(loaded.model, prune.parse("magnitude:0.8"), _example(loaded)).figures
+    assert fig["skipped"] == {"stem.0": "first conv (default)", "fc": "classifier (default)"}
+    assert fig["sparsity"]["stem.0"] == 0.0 and fig["sparsity"]["fc"] == 0.0
+    assert fig["sparsity"]["res.0"] > 0.7
+
+
+@pytest.mark.parametrize("scope", prune.SCOPES)
+def test_magnitude_ratio_global_and_uniform(scope):
+    loaded = _loaded("prunable_cnn")
+    cfg = prune.parse("magnitude:0.6", scope=scope)
+    fig = prune.apply(loaded.model, cfg, _example(loaded)).figures
+    pruned = {n: s for n, s in fig["sparsity"].items() if n not in fig["skipped"]}
+    if scope == "uniform":
+        assert all(abs(s - 0.6) < 0.01 for s in pruned.values()), pruned
+    else:  # one threshold: layers differ, the total is the ratio
+        weights = dict(loaded.model.named_modules())
+        sizes = {n: weights[n].weight.numel() for n in pruned}
+        total = sum(pruned[n] * sizes[n] for n in pruned) / sum(sizes.values())
+        assert abs(total - 0.6) < 0.01 and len(set(pruned.values())) > 1
+
+
+def test_nm_keeps_two_of_every_four_inputs():
+    loaded = _loaded("prunable_cnn")
+    result = prune.apply(loaded.model, prune.parse("nm:2:4"), _example(loaded))
+    w = result.model.res[3].weight.detach()  # (16, 32, 3, 3): groups of 4 along the 32 inputs
+    groups = w.movedim(1, -1).reshape(-1, 4)
+    assert (torch.count_nonzero(groups, dim=1) <= 2).all()
+    assert result.figures["sparsity"]["res.3"] == pytest.approx(0.5, abs=0.01)
+    assert result.figures["sparsity"]["inv.3"] == 0.0  # depthwise: 1 input per group, left dense
+
+
+def test_per_layer_ratio_and_skip():
+    loaded = _loaded("prunable_cnn")
+    cfg = prune.parse("channels:0.5", skip=("inv.0",), layer_ratios=(("res.0", 0.75),))
+    fig = prune.apply(loaded.model, cfg, _example(loaded)).figures
+    assert fig["widths"]["res.0"]["after"][0] == 8  # 32 * (1 - 0.75)
+    assert "inv.0" not in fig["widths"] and fig["skipped"]["inv.0"] == "asked (--prune-skip)"
+
+
+@pytest.mark.parametrize("importance", prune.IMPORTANCES)
+def test_importances_rank_channels(importance):
+    loaded = _loaded("prunable_cnn")
+    cfg = prune.parse("channels:0.5", importance=importance)
+    fig = prune.apply(loaded.model, cfg, _example(loaded), _data(loaded)).figures
+    assert fig["importance"] == importance and fig["macs"]["ratio"] < 0.9
+
+
+def test_taylor_and_auto_need_data():
+    loaded = _loaded("prunable_cnn")
+    for cfg in (prune.parse("channels:0.5", importance="taylor"), prune.parse("auto:macs=0.5")):
+        with pytest.raises(UserError, match="--calib DATA"):
+            prune.apply(loaded.model, cfg, _example(loaded))
+
+
+def test_l1_removes_the_weakest_channels():
+    loaded = _loaded("prunable_cnn")
+    with torch.no_grad():
+        loaded.model.res[0].weight[:16].mul_(1e-3)  # the first 16 of 32 inner channels: tiny
+    kept = loaded.model.res[0].weight[16:].detach().clone()
+    prune.apply(loaded.model, prune.parse("channels:0.5"), _example(loaded))
+    assert torch.equal(loaded.model.res[0].weight.detach(), kept)
+
+
+def test_schedule_is_cubic_and_monotone():
+    values = [prune.schedule(s, 100, final=0.8) for s in range(0, 101, 10)]
+    assert values[0] == 0.0 and values[-1] == pytest.approx(0.8)
+    assert all(a < b for a, b in zip(values, values[1:]))
+    assert prune.schedule(50, 100, 0.8) == pytest.approx(0.8 * (1 - 0.5 ** 3))
+    assert prune.schedule(500, 100, 0.8) == pytest.approx(0.8)  # holds after the end
+    assert prune.schedule(5, 100, 0.8, begin_step=10) == 0.0
+
+
+def test_masks_kept_for_fine_tuning_then_finalized():
+    loaded = _loaded("prunable_cnn")
+    cfg = prune.PruneConfig("magnitude", ratio=0.5, permanent=False)
+    model = prune.apply(loaded.model, cfg, _example(loaded)).model
+    assert hasattr(model.res[0], "weight_mask")
+    prune.finalize(model.modules())
+    assert not hasattr(model.res[0], "weight_mask") and (model.res[0].weight == 0).any()
+
+
+def test_sensitivity_scan(tmp_path):
+    loaded = _loaded("prunable_cnn")
+    example = _example(loaded)
+    cfg = prune.PruneConfig("channels")
+    scan = sensitivity.scan(loaded.model, example, _data(loaded), cfg, ratios=(0.5,))
+    names = [layer["name"] for layer in scan["layers"]]
+    assert "res.0" in names and "inv.0" in names and "stem.0" not in names
+    for layer in scan["layers"]:
+        assert 0 < layer["trials"][0]["macs_saved"] < 1
+    assert scan["baseline"] == 100.0  # agreement of the model with itself
+
+
+# ---- through the pipeline: export, verify, manifest, reload -----------------------------------
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """The prunable CNN through compress once per method (ONNX; TFLite in the slow test)."""
+    root = tmp_path_factory.mktemp("pruned")
+    calib = root / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((16, 3, 16, 16), np.float32))
+    out = {}
+    for method, spec in SPECS.items():
+        req = pipeline.Request(source=factory("prunable_cnn"), out=root / method, formats=("onnx",),
+                               input_shapes=("1,3,16,16",), prune=spec, calib=str(calib),
+                               golden_samples=4)
+        out[method] = pipeline.run(req)
+    return out
+
+
+@pytest.mark.parametrize("method", sorted(prune.METHODS))
+def test_pruned_bundles_verify_against_the_pruned_model(method, bundles):
+    for result in bundles[method]:
+        assert result.verdict.passed, result.verdict.failures
+        manifest = json.loads((result.bundle / "manifest.json").read_text())
+        fig = manifest["stages"]["prune"]
+        assert manifest["recipe"]["prune"] == SPECS[method] and fig["method"] == method
+        if method in ("magnitude", "nm"):  # zeros compress: the honest size figure
+            assert fig["gzip_size_bytes"] < 0.8 * manifest["model_size_bytes"]
+        else:
+            assert "gzip_size_bytes" not in fig and fig["macs"]["ratio"] < 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_channel_pruned_models_export_to_both_formats(model, tmp_path):
+    shapes = tiny_models.MODELS[model][1]
+    req = pipeline.Request(source=factory(model), out=tmp_path / "o", input_shapes=tuple(shapes),
+                           prune="channels:0.5", golden_samples=4)
+    results = pipeline.run(req)
+    assert [r.bundle.name for r in results] == ["onnx-fp32", "tflite-fp32"]
+    assert all(r.verdict.passed for r in results), [r.verdict.failures for r in results]
+
+
+def test_saved_pruned_model_reloads_as_source(bundles):
+    bundle = bundles["channels"][0].bundle
+    saved = bundle.parent / prune.SAVED
+    golden = np.load(bundle / "golden.npz")
+    reloaded = load.apply(str(saved))
+    with torch.no_grad():
+        out = reloaded.model(x=torch.from_numpy(golden["input.x"][0]))
+    assert np.allclose(out.numpy(), golden["output.output_0"][0], atol=1e-5)
+
+
+# ---- bad input: one line, exit 2 --------------------------------------------------------------
+
+BAD = {
+    "ratio zero": (["--prune", "channels:0"], "ratio 0 must be between 0 and 1"),
+    "ratio one": (["--prune", "magnitude:1"], "ratio 1 must be between 0 and 1"),
+    "ratio not a number": (["--prune", "channels:half"], "'half' is not a number"),
+    "unknown method": (["--prune", "lottery:0.5"],
+                       "--prune method 'lottery' is not one of: auto, channels, magnitude, nm"),
+    "bad nm": (["--prune", "nm:4:2"], "expected nm:N:M with 0 < N < M"),
+    "unknown layer": (["--prune", "channels:0.5", "--prune-skip", "res.9"],
+                      "no layer named 'res.9'; prunable layers: stem.0, res.0"),
+    "unknown importance": (["--prune", "channels:0.5", "--prune-importance", "l3"],
+                           "--prune-importance 'l3' is not one of: l1, l2, random, taylor"),
+    "bad layer ratio": (["--prune", "channels:0.5", "--prune-layer", "res.0"],
+                        "expected NAME=RATIO"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_prune_spec_one_line_exit_2(case, tmp_path, capsys):
+    flags, expected = BAD[case]
+    out = tmp_path / "out"
+    argv = ["compress", factory("prunable_cnn"), "--input-shape", "1,3,16,16", "--format", "onnx",
+            "--out", str(out), *flags]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["magnitude", "channels"])
+def test_cli_says_what_pruning_bought(method, bundles, capsys):
+    out = bundles[method][0].bundle.parent
+    cli._print_pruned(out, bundles[method])
+    printed = capsys.readouterr().out
+    assert f"saved the pruned model as {out / prune.SAVED}" in printed
+    if method == "magnitude":
+        assert "do not speed up dense engines" in printed and "gzip-compressed" in printed
+    else:
+        assert "MACs x0." in printed and "no longer fits" in printed
+
+
+def test_cli_sensitivity_table(tmp_path, capsys):
+    data = tmp_path / "eval.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.standard_normal((12, 3, 16, 16), np.float32),
+             labels=rng.integers(0, 5, 12))
+    argv = ["inspect", factory("prunable_cnn"), "--input-shape", "1,3,16,16",
+            "--prune-sensitivity", "--eval", str(data), "--prune-ratios", "0.5"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("accuracy %:") and "res.0" in printed and "drop@0.5" in printed
