@@ -49,7 +49,55 @@ def _add_compress(sub):
     p.add_argument("--golden-samples", type=int, default=8, help="reference samples per bundle")
     p.add_argument("--seed", type=int, default=0)
     _add_quantize_flags(p)
+    _add_prune_flags(p)
     p.set_defaults(func=_compress)
+
+
+def _add_prune_flags(p):
+    g = p.add_argument_group("pruning (before export; bundles verify against the pruned model)")
+    g.add_argument("--prune", metavar="SPEC", help="channels:R (structured, faster), "
+                   "magnitude:R (unstructured), nm:2:4, or auto:macs=F (needs --calib)")
+    g.add_argument("--prune-importance", default="l1", help="channels: l1, l2, taylor "
+                   "(needs --calib), random")
+    g.add_argument("--prune-scope", default="uniform", help="uniform (every layer by R) or "
+                   "global (ranked across layers)")
+    g.add_argument("--prune-round-to", type=int, default=8, help="channels: keep channel counts "
+                   "multiples of this (1: no rounding)")
+    g.add_argument("--prune-skip", default="", metavar="NAMES", help="comma-separated layers to "
+                   "leave alone (the first conv and the classifier always are)")
+    g.add_argument("--prune-layer", action="append", default=[], metavar="NAME=RATIO",
+                   help="a layer's own ratio (repeat)")
+
+
+def _prune_fields(args) -> dict:
+    return dict(prune=args.prune, prune_importance=args.prune_importance,
+                prune_scope=args.prune_scope, prune_round_to=args.prune_round_to,
+                prune_skip=tuple(_csv(args.prune_skip)), prune_layers=tuple(args.prune_layer))
+
+
+def _print_pruned(out: Path, results) -> None:
+    """What pruning did, once (every bundle holds the same model), and the honest caveat."""
+    from edgepress.compress import prune
+
+    if not results or not (out / prune.SAVED).is_file():
+        return
+    manifest = json.loads((results[0].bundle / "manifest.json").read_text())
+    fig = manifest["stages"]["prune"]
+    if "auto" in fig:
+        print(f"auto: per-layer ratios {fig['auto']['chosen_ratios']} (from the sensitivity scan, "
+              f"{fig['auto']['metric']} on {fig['auto']['samples']} samples)")
+    print(f"pruned {fig['spec']}: params {fig['params']['before']:,} -> {fig['params']['after']:,}"
+          f" (non-zero {fig['nonzero_params']['after']:,}), MACs x{fig['macs']['ratio']:.3f}")
+    for r in results:
+        m = json.loads((r.bundle / "manifest.json").read_text())["stages"].get("prune", {})
+        if "gzip_size_bytes" in m:
+            print(f"{r.bundle.name}: gzip-compressed {m['gzip_size_bytes'] / 1024:.1f} KiB")
+    if "note" in fig:
+        print(f"note: {fig['note']}")
+    why = ("the original factory's state dict no longer fits its layers" if "widths" in fig
+           else "the zeros are in it; the original factory with its weights is the dense model")
+    print(f"saved the pruned model as {out / prune.SAVED} (an ExportedProgram: pass it as SOURCE "
+          f"to reload it; {why})")
 
 
 def _add_quantize_flags(p):
@@ -107,7 +155,8 @@ def _compress(args) -> int:
     req = pipeline.Request(source=args.source, out=args.out, formats=tuple(_csv(args.format)),
                            weights=args.weights, input_shapes=tuple(args.input_shape),
                            tflite_layout=args.tflite_layout, golden_samples=args.golden_samples,
-                           seed=args.seed, overwrite=args.overwrite, **_quantize_fields(args))
+                           seed=args.seed, overwrite=args.overwrite, **_quantize_fields(args),
+                           **_prune_fields(args))
     results = pipeline.run(req)
     rows = [(r.bundle.name, f"{r.size_bytes / 1024:.1f}", _snr(r.verdict),
              "PASS" if r.verdict.passed else "FAIL") for r in results]
@@ -116,6 +165,7 @@ def _compress(args) -> int:
         _print_quantized(r)
         for f in r.verdict.failures:
             print(f"{r.bundle.name}: {f}", file=sys.stderr)
+    _print_pruned(args.out, results)
     print(f"wrote {len(results)} bundle(s) to {args.out}")
     return 0 if all(r.verdict.passed for r in results) else 1
 
@@ -331,12 +381,20 @@ def _add_inspect(sub):
     p.add_argument("--weights")
     p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]DIMS[:DTYPE]")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--prune-sensitivity", action="store_true", help="prune each layer alone at "
+                   "--prune-ratios and report the metric drop on --eval data")
+    p.add_argument("--eval", metavar="DATA", help="--prune-sensitivity: .npz named as the "
+                   "inputs (optional `labels`), image folder or module:function")
+    p.add_argument("--prune-ratios", default="0.25,0.5,0.75", help="--prune-sensitivity ratios")
+    p.add_argument("--prune-round-to", type=int, default=8)
     p.set_defaults(func=_inspect)
 
 
 def _inspect(args) -> int:
     from edgepress.runtime import artifact, inspect
 
+    if args.prune_sensitivity:
+        return _sensitivity(args)
     target = Path(args.target)
     if target.is_dir() and (target / artifact.MANIFEST).is_file():
         info = inspect.apply(artifact.open_bundle(target).model_path)
@@ -353,6 +411,41 @@ def _inspect(args) -> int:
     print(f"params   {info['params']:,}")
     print(f"MACs     {info['macs']:,}")
     print("ops      " + ", ".join(f"{op} x{n}" for op, n in info["ops"].items()))
+    return 0
+
+
+def _sensitivity(args) -> int:
+    """A table: per prunable layer (one per group of coupled layers), the metric drop when it
+    alone loses each ratio of its channels, and the MACs that saves."""
+    import torch
+
+    from edgepress import shapes
+    from edgepress.compress import calibrate, load, prune, sensitivity
+
+    if not args.eval:
+        raise UserError("--prune-sensitivity measures on data: pass --eval DATA (.npz named as "
+                        "the model's inputs, optional `labels`)")
+    loaded = load.apply(args.target, args.weights, args.input_shape)
+    if loaded.model is None:
+        raise UserError(f"--prune-sensitivity needs a torch model; {args.target!r} is ONNX")
+    data = calibrate.open_data(args.eval, loaded.inputs, None, None, 0, loaded.int_high)
+    one = shapes.random_inputs(loaded.inputs, 1, 0, loaded.int_high)
+    example = {k: torch.from_numpy(v[0]) for k, v in one.items()}
+    cfg = prune.check(prune.PruneConfig("channels", round_to=args.prune_round_to))
+    ratios = _floats("--prune-ratios", args.prune_ratios)
+    scan = sensitivity.scan(loaded.model, example, data, cfg, ratios)
+    if args.json:
+        print(json.dumps(scan, indent=1))
+        return 0
+    print(f"{scan['metric']}: {scan['baseline']:.2f} unpruned, {scan['samples']} samples; "
+          f"skipped: {', '.join(f'{n} ({why})' for n, why in scan['skipped'].items())}")
+    header = ("layer", *[f"drop@{r:g}" for r in ratios], *[f"MACs saved@{r:g}" for r in ratios])
+    rows = [(layer["name"], *[f"{t['drop']:.2f}" for t in layer["trials"]],
+             *[f"{100 * t['macs_saved']:.1f}%" for t in layer["trials"]])
+            for layer in scan["layers"]]
+    _table(header, rows)
+    print("drop: points lost with only that layer (and the layers coupled to it) pruned; "
+          "choose per-layer ratios with --prune-layer NAME=RATIO, or --prune auto:macs=F")
     return 0
 
 

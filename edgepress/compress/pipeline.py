@@ -46,6 +46,12 @@ class Request:
     max_float_layers: int = 8
     quant_target: str = "host"
     image_preprocess: object = None  # calibrate.Preprocess for image-folder DATA
+    prune: str | None = None  # --prune SPEC (prune.parse): channels:R, magnitude:R, nm:N:M, auto:macs=F
+    prune_importance: str = "l1"
+    prune_scope: str = "uniform"
+    prune_round_to: int = 8
+    prune_skip: tuple = ()  # module names to leave alone
+    prune_layers: tuple = ()  # "NAME=RATIO" overrides
 
 
 @dataclass
@@ -65,21 +71,26 @@ def run(req: Request) -> list[Result]:
         raise choices("--tflite-layout", req.tflite_layout, export.LAYOUTS)
     atomic.refuse_existing(req.out, req.overwrite)
     loaded = load.apply(req.source, req.weights, req.input_shapes)
+    pruned = _prune(req, loaded)  # before golden outputs: bundles verify against the pruned model
     calib, held_out = _quant_data(req, loaded)
     golden_in = (shapes.random_inputs(loaded.inputs, req.golden_samples, req.seed, loaded.int_high)
                  if (held_out or calib) is None else (held_out or calib).first(req.golden_samples))
     golden_out = reference_outputs(loaded, golden_in)
     results = []
     with atomic.directory(req.out, req.overwrite) as tmp:
+        if pruned is not None:  # its layers no longer fit the factory: keep it as a SOURCE
+            from edgepress.compress import prune
+
+            prune.save(pruned.model, pruned.example, tmp / prune.SAVED)
         for fmt in req.formats:
             name = f"{fmt}-fp32"
-            results.append(_bundle(loaded, req, fmt, tmp / name, golden_in, golden_out))
+            results.append(_bundle(loaded, req, fmt, tmp / name, golden_in, golden_out, pruned))
             fp32 = results[-1]
             results += [_quantized(loaded, req, fmt, fp32, p, calib, held_out) for p in req.quantize]
     return [Result(req.out / r.bundle.name, r.verdict, r.size_bytes, r.figures) for r in results]
 
 
-def _bundle(loaded, req, fmt, where: Path, golden_in, golden_out) -> Result:
+def _bundle(loaded, req, fmt, where: Path, golden_in, golden_out, pruned=None) -> Result:
     where.mkdir()
     opts = export.ExportOptions(tflite_layout=req.tflite_layout)
     sample = {k: torch.from_numpy(v[0]) for k, v in golden_in.items()}
@@ -92,6 +103,11 @@ def _bundle(loaded, req, fmt, where: Path, golden_in, golden_out) -> Result:
         (where / rel).parent.mkdir(parents=True, exist_ok=True)
         (where / rel).write_bytes(Path(src).read_bytes())
     manifest = _manifest(loaded, req, fmt, exported, layout="NHWC" if nhwc else "NCHW")
+    if pruned is not None:
+        from edgepress.compress import prune
+
+        manifest["recipe"]["prune"] = req.prune
+        manifest["stages"]["prune"] = prune.artifact_figures(pruned, exported.path)
     artifact.write_manifest(where / artifact.MANIFEST, manifest)
     verdict = verify.apply(artifact.open_bundle(where))
     return Result(where, verdict, exported.path.stat().st_size, exported.figures)
@@ -184,6 +200,27 @@ def tool_versions() -> dict:
     return out
 
 
+# ---- prune (before export, in torch) ----------------------------------------------------------
+
+def _prune(req, loaded):
+    """Prunes loaded.model in place as --prune says; the PruneResult, or None if not asked."""
+    if not req.prune:
+        return None
+    from edgepress.compress import calibrate, prune
+
+    if loaded.model is None:
+        raise UserError(f"--prune {req.prune!r} needs a torch model; {req.source!r} is ONNX")
+    cfg = prune.parse(req.prune, importance=req.prune_importance, scope=req.prune_scope,
+                      round_to=req.prune_round_to, skip=tuple(req.prune_skip),
+                      layer_ratios=prune.parse_layer_ratios(req.prune_layers))
+    data = (calibrate.open_data(req.calib, loaded.inputs, req.calib_samples,
+                                req.image_preprocess, req.seed, loaded.int_high)
+            if req.calib else None)
+    one = shapes.random_inputs(loaded.inputs, 1, req.seed, loaded.int_high)
+    example = {k: torch.from_numpy(v[0]) for k, v in one.items()}
+    return prune.apply(loaded.model, cfg, example, data)
+
+
 # ---- quantize (after export; the fp32 bundle is its reference) --------------------------------
 
 def _quant_data(req, loaded):
@@ -191,7 +228,7 @@ def _quant_data(req, loaded):
     from edgepress.compress import calibrate, quantize
 
     if not req.quantize:
-        if req.calib or req.eval or req.max_drop is not None:
+        if (req.calib and not req.prune) or req.eval or req.max_drop is not None:
             raise UserError("--calib, --eval and --max-drop apply to quantized bundles: add "
                             "--quantize int8|dynamic|weight-int8|fp16")
         return None, None
