@@ -1,14 +1,16 @@
 """overhead: what edgepress's `Session.run` costs over calling the engine directly.
 
 For each model (the digits CNN and MobileNetV2) and each engine, one process holds a Session and
-a bare engine on the same model file with the same settings (onnxruntime.InferenceSession with
-precomputed output names; the LiteRT Interpreter's set_tensor / invoke / get_tensor), and runs
-both on the same input in alternating blocks, so drift on a shared machine hits both alike. The
+calls it, and calls the very engine object inside it directly (onnxruntime's
+InferenceSession.run with precomputed output names; the LiteRT Interpreter's set_tensor / invoke /
+get_tensor), on the same input in alternating blocks, so drift on a shared machine hits both
+alike. One engine object, not two: two instances of the same model can differ by a few percent
+from where their weights landed in memory, which would swamp the wrapper's cost. The
 overhead is the ratio of their median per-call latencies, with a bootstrap 95% interval. The last
 line is `overhead p50 ratio: onnx=<x> tflite=<y>`, each the worse of the two models. Target: both
 at most 1.03.
 
-    python benchmarks/overhead.py [--seconds 3] [--threads 1] [--work DIR]
+    python benchmarks/overhead.py [--seconds 3] [--min-calls 300] [--threads 1] [--work DIR]
 
 Models are exported once into --work (default: a temporary directory) via the host-side pipeline.
 """
@@ -48,23 +50,17 @@ def export(name: str, work: Path) -> Path:
     return out
 
 
-def bare_onnxruntime(path: Path, threads: int):
-    """What a careful user writes: the same session options Session sets, names precomputed."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+def bare_onnxruntime(session: Session):
+    """What a careful user writes against onnxruntime.InferenceSession: output names computed
+    once, the public run()."""
+    sess = session._engine.sess  # the InferenceSession inside the Session
     names = [o.name for o in sess.get_outputs()]
     return lambda feeds: sess.run(names, feeds)
 
 
-def bare_litert(path: Path, threads: int):
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
+def bare_litert(session: Session):
+    """What a careful user writes against the LiteRT Interpreter: indices looked up once."""
+    it = session._engine.it  # the Interpreter inside the Session
     ins = [d["index"] for d in it.get_input_details()]
     outs = [d["index"] for d in it.get_output_details()]
 
@@ -79,8 +75,9 @@ def bare_litert(path: Path, threads: int):
 BARE = {"onnx": bare_onnxruntime, "tflite": bare_litert}
 
 
-def measure(ours, bare, feeds: dict, seconds: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-call ns for both, in alternating blocks (order swapped every round)."""
+def measure(ours, bare, feeds: dict, seconds: float, min_calls: int) -> tuple:
+    """Per-call ns for both, in alternating blocks (order swapped every round), until both
+    `seconds` have passed and each side has made `min_calls` calls."""
     for fn in (ours, bare) * 20:  # warm-up
         fn(feeds)
     t0 = time.perf_counter()
@@ -92,7 +89,7 @@ def measure(ours, bare, feeds: dict, seconds: float) -> tuple[np.ndarray, np.nda
     gc.disable()
     try:
         rounds = 0
-        while time.perf_counter() < end or rounds < 20:
+        while time.perf_counter() < end or len(samples[ours]) < min_calls or rounds < 20:
             for fn in ((ours, bare) if rounds % 2 else (bare, ours)):
                 acc = samples[fn]
                 for _ in range(block):
@@ -105,12 +102,12 @@ def measure(ours, bare, feeds: dict, seconds: float) -> tuple[np.ndarray, np.nda
     return np.asarray(samples[ours], float), np.asarray(samples[bare], float)
 
 
-def one(name: str, fmt: str, work: Path, threads: int, seconds: float) -> dict:
+def one(name: str, fmt: str, work: Path, threads: int, seconds: float, min_calls: int) -> dict:
     bundle = artifact.open_bundle(export(name, work) / f"{fmt}-fp32")
     golden, _ = bundle.golden()
     feeds = {k: np.ascontiguousarray(v[0]) for k, v in golden.items()}
     session = Session(bundle.model_path, threads=threads)
-    ours, bare = measure(session.run, BARE[fmt](bundle.model_path, threads), feeds, seconds)
+    ours, bare = measure(session.run, BARE[fmt](session), feeds, seconds, min_calls)
     lo, hi = compare.median_ratio_ci(bare, ours, np.random.default_rng(0))
     return {"model": name, "format": fmt, "engine": session.backend, "calls": ours.size,
             "ours_p50_us": np.median(ours) / 1e3, "bare_p50_us": np.median(bare) / 1e3,
@@ -120,13 +117,14 @@ def one(name: str, fmt: str, work: Path, threads: int, seconds: float) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="per model and engine")
+    ap.add_argument("--min-calls", type=int, default=300, help="per side, at least")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, help="where exported models are kept (and reused)")
     ap.add_argument("--models", default=",".join(ZOO), help=f"comma-separated, from {ZOO}")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="edgepress-overhead-") as tmp:
         work = args.work or Path(tmp)
-        rows = [one(name, fmt, work, args.threads, args.seconds)
+        rows = [one(name, fmt, work, args.threads, args.seconds, args.min_calls)
                 for name in args.models.split(",") for fmt in ("onnx", "tflite")]
     print(f"{'model':<14}{'engine':<13}{'calls':>8}{'edgepress p50 us':>18}{'bare p50 us':>13}"
           f"{'ratio':>8}  95% CI")
@@ -134,7 +132,8 @@ def main(argv=None) -> int:
         print(f"{r['model']:<14}{r['engine']:<13}{r['calls']:>8}{r['ours_p50_us']:>18.1f}"
               f"{r['bare_p50_us']:>13.1f}{r['ratio']:>8.3f}  [{r['ci95'][0]:.3f}, "
               f"{r['ci95'][1]:.3f}]")
-    worst = {fmt: max(r["ratio"] for r in rows if r["format"] == fmt) for fmt in ("onnx", "tflite")}
+    worst = {fmt: max(r["ratio"] for r in rows if r["format"] == fmt)
+             for fmt in ("onnx", "tflite")}
     print(f"overhead p50 ratio: onnx={worst['onnx']:.3f} tflite={worst['tflite']:.3f}")
     return 0
 

@@ -26,6 +26,7 @@ MIN_SAMPLES = 20  # below this the normal approximation of U is not trusted
 # (label, path into the report, scale applied for display). Ratios are value / first report's.
 METRICS = (
     ("init ms", ("results", "init_ms"), 1),
+    ("init, fresh process ms", ("results", "init_fresh_process_ms"), 1),
     ("first inference ms", ("results", "first_inference_ms"), 1),
     ("p50 ms", ("results", "latency_ms", "p50"), 1),
     ("p90 ms", ("results", "latency_ms", "p90"), 1),

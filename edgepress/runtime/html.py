@@ -134,13 +134,15 @@ def _figure(pid: str, caption: str, png_b64: str) -> str:
 
 
 def _figures_table(reports, labels) -> str:
-    rows = compare.metric_rows(reports)
     head = "".join(f"<th>{_e(x)}</th>" for x in ["metric", *labels])
-    body = "".join(
-        f"<tr><td>{_e(r['metric'])}</td>"
-        + "".join(f"<td>{_cell(v, q, i)}</td>" for i, (v, q) in
-                  enumerate(zip(r["values"], r["ratios"]))) + "</tr>" for r in rows)
+    body = "".join(_metric_tr(row) for row in compare.metric_rows(reports))
     return f'<table id="figures"><tr>{head}</tr>{body}</table>'
+
+
+def _metric_tr(row: dict) -> str:
+    cells = [_cell(v, q, i) for i, (v, q) in enumerate(zip(row["values"], row["ratios"]))]
+    return f"<tr><td>{_e(row['metric'])}</td>" + "".join(f"<td>{c}</td>" for c in cells) + \
+        "</tr>"
 
 
 def _cell(value, ratio, index) -> str:

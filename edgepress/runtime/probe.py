@@ -3,8 +3,9 @@
 The measuring process cannot measure itself: peak RSS never goes down, and by then it has run
 timing loops and holds whatever its caller imported. So `measure` starts
 `python -m edgepress.runtime.probe SPEC.json`, a process that imports only numpy, the Session and
-the engine, reads its RSS, loads the model, reads RSS again, runs it a few times and prints its
-peak RSS. Linux: VmRSS / VmHWM from /proc/self/status; elsewhere only the peak (ru_maxrss).
+the engine, reads its RSS, loads the model (timed: a cold-start init), reads RSS again, runs it
+a few times and prints its peak RSS. Linux: VmRSS / VmHWM from /proc/self/status; elsewhere
+only the peak (ru_maxrss).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 METHOD = ("fresh child process (python -m edgepress.runtime.probe): imports numpy + engine, "
@@ -84,12 +86,14 @@ def _child(spec_path: str) -> dict:
     # Import the engine before the baseline, so "added by loading" is the model, not the library.
     importlib.import_module(session_mod._IMPORTS[spec["backend"]])
     before = _status_bytes("VmRSS")
+    t0 = time.perf_counter_ns()
     sess = session_mod.Session(spec["model"], threads=spec["threads"], backend=spec["backend"],
                                options=spec["options"])
+    init_ms = (time.perf_counter_ns() - t0) / 1e6
     after = _status_bytes("VmRSS")
     for _ in range(spec["runs"]):
         sess.run(feeds)
-    return {"peak_rss_bytes": _peak_bytes(), "rss_before_load_bytes": before,
+    return {"init_ms": init_ms, "peak_rss_bytes": _peak_bytes(), "rss_before_load_bytes": before,
             "load_added_rss_bytes": after - before if before is not None else None}
 
 

@@ -11,7 +11,8 @@ import numpy as np
 from edgepress.runtime import report
 
 _BASE = {
-    "schema_version": report.SCHEMA_VERSION, "kind": "bench", "created_utc": "2026-01-01T00:00:00Z",
+    "schema_version": report.SCHEMA_VERSION, "kind": "bench",
+    "created_utc": "2026-01-01T00:00:00Z",
     "edgepress_version": "0.1.0", "command": "edgepress bench m.onnx",
     "device": {"arch": "x86_64", "cpu_model": "Test CPU", "cores": 4, "cores_available": 4,
                "isa": ["avx2"], "governor": "performance", "cur_freq_mhz": 3000.0,
@@ -22,7 +23,8 @@ _BASE = {
                            "cpu_arena": True}},
     "model": {"path": "m.onnx", "format": "onnx", "precision": "fp32", "sha256": "0" * 64,
               "size_bytes": 100_000, "bundle": None},
-    "inputs": {"source": "golden", "tensors": [{"name": "x", "shape": [1, 3], "dtype": "float32"}]},
+    "inputs": {"source": "golden",
+               "tensors": [{"name": "x", "shape": [1, 3], "dtype": "float32"}]},
     "protocol": {"warmup_runs": 10, "warmup_s": 0.2, "min_runs": 50, "min_s": 1.0,
                  "duration_s": None, "memory": True},
     "memory": {"peak_rss_bytes": 80 << 20, "rss_before_load_bytes": 70 << 20,

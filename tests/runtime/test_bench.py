@@ -45,6 +45,7 @@ def test_memory_probe_runs_in_a_fresh_process(fmt, cnn_bundles):
     mem = rep["memory"]
     assert mem["peak_rss_bytes"] >= mem["rss_before_load_bytes"] + mem["load_added_rss_bytes"]
     assert mem["load_added_rss_bytes"] > 0 and "fresh child process" in mem["method"]
+    assert rep["results"]["init_fresh_process_ms"] > 0
     # A fresh process holds far less than this test process (torch is imported here).
     import resource
     assert mem["peak_rss_bytes"] < resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
