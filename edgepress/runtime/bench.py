@@ -49,18 +49,9 @@ def apply(target, threads: int = 1, protocol: Protocol = Protocol(), input_shape
           inputs_file=None) -> dict:
     """Benchmarks `target` (a bundle directory or a .onnx/.tflite file); returns a report."""
     model_path, bundle = _resolve(Path(target))
-    _import_engine(model_path, backend)
-    t0 = time.perf_counter_ns()
-    session = Session(model_path, threads=threads, backend=backend, options=options)
-    init_ms = (time.perf_counter_ns() - t0) / 1e6
+    session, init_ms = _load(model_path, threads, backend, options)
     feeds, source = _inputs(session, bundle, input_shapes, inputs_file)
-    first_ms = _time_once(session, feeds)
-    with _gc_paused():
-        warmup_done = _warm_up(session.run, feeds, protocol)
-        samples_ns, wall_s = _timed_runs(session.run, feeds, protocol)
-    results = report.results(samples_ns, init_ms, first_ms)
-    executed = {"warmup_runs_done": warmup_done, "timed_runs": len(samples_ns),
-                "timed_wall_s": wall_s, "gc_paused": True}
+    results, executed = _measure(session, feeds, protocol, init_ms)
     memory = (probe.measure(model_path, session.backend, threads, session.options, feeds)
               if protocol.memory else None)
     if memory is not None:  # init in a process that has never loaded anything: a cold start
@@ -70,6 +61,24 @@ def apply(target, threads: int = 1, protocol: Protocol = Protocol(), input_shape
         results=results, memory=memory, fidelity=_fidelity(session, bundle),
         inputs={"source": source, "tensors": [_describe(k, v) for k, v in feeds.items()]},
         command=command)
+
+
+def _load(model_path: Path, threads: int, backend, options) -> tuple[Session, float]:
+    _import_engine(model_path, backend)
+    t0 = time.perf_counter_ns()
+    session = Session(model_path, threads=threads, backend=backend, options=options)
+    return session, (time.perf_counter_ns() - t0) / 1e6
+
+
+def _measure(session: Session, feeds: dict, protocol: Protocol, init_ms: float):
+    """(results, what ran): first inference, warm-up, then the timed runs."""
+    first_ms = _time_once(session, feeds)
+    with _gc_paused():
+        warmup_done = _warm_up(session.run, feeds, protocol)
+        samples_ns, wall_s = _timed_runs(session.run, feeds, protocol)
+    executed = {"warmup_runs_done": warmup_done, "timed_runs": len(samples_ns),
+                "timed_wall_s": wall_s, "gc_paused": True}
+    return report.results(samples_ns, init_ms, first_ms), executed
 
 
 def _import_engine(model_path: Path, backend) -> None:
