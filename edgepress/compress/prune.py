@@ -25,7 +25,6 @@ import gzip
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -279,44 +278,14 @@ def _accumulate_gradients(model, data, cfg) -> None:
     if data is None:
         raise UserError(f"--prune {cfg.spec()} with --prune-importance taylor needs data: pass "
                         f"--calib DATA (.npz of the model's inputs, optional labels)")
+    from edgepress.compress.sensitivity import batches, first_output
+
     model.zero_grad(set_to_none=True)
     for batch, labels in batches(data, limit=64):
         logits = first_output(model(**batch))
         target = labels if labels is not None else logits.argmax(-1).detach()
         nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                     target.reshape(-1)).backward()
-
-
-def batches(data, limit: int, size: int = 16):
-    """(name -> tensor, labels tensor or None) in batches of `size` samples from a Dataset."""
-    chunk = []
-    for i, item in enumerate(data.labelled()):
-        if i >= limit:
-            break
-        chunk.append(item)
-        if len(chunk) == size:
-            yield _stack(chunk)
-            chunk = []
-    if chunk:
-        yield _stack(chunk)
-
-
-def _stack(chunk):
-    names = chunk[0][0].keys()
-    # Samples come shaped like the input spec (batch 1): concatenate along the batch axis.
-    batch = {n: torch.from_numpy(np.concatenate([s[n] for s, _ in chunk])) for n in names}
-    labels = [lab for _, lab in chunk]
-    if any(lab is None for lab in labels):
-        return batch, None
-    return batch, torch.as_tensor(np.asarray(labels)).long().reshape(-1)
-
-
-def first_output(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        out = list(out.values())
-    return first_output(out[0])
 
 
 # ---- unstructured and N:M ---------------------------------------------------------------------
@@ -431,12 +400,6 @@ def measure(model, example) -> dict:
 
 def macs(model, example) -> int:
     return measure(model, example)["macs"]
-
-
-def widths(model) -> dict:
-    """name -> [out, in] channels of every Conv/Linear layer."""
-    return {n: list(m.weight.shape[:2]) for n, m in model.named_modules()
-            if isinstance(m, _PRUNABLE)}
 
 
 def _figures(cfg, skipped, before, after) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from edgepress.compress import prune
@@ -119,19 +120,51 @@ class _Metric:
 
     def __init__(self, model, data, limit: int):
         self.data, self.limit = data, limit
-        self.reference = [prune.first_output(_run(model, batch)).argmax(-1)
-                          for batch, _ in prune.batches(data, limit)]
-        self.labelled = all(labels is not None for _, labels in prune.batches(data, limit))
+        self.reference = [first_output(_run(model, batch)).argmax(-1)
+                          for batch, _ in batches(data, limit)]
+        self.labelled = all(labels is not None for _, labels in batches(data, limit))
         self.name = "accuracy %" if self.labelled else "top-1 agreement with the unpruned model %"
         self.samples = sum(int(r.numel()) for r in self.reference)
         self.baseline = self(model)
 
     def __call__(self, model) -> float:
         hits = 0
-        for (batch, labels), ref in zip(prune.batches(self.data, self.limit), self.reference):
-            top1 = prune.first_output(_run(model, batch)).argmax(-1)
+        for (batch, labels), ref in zip(batches(self.data, self.limit), self.reference):
+            top1 = first_output(_run(model, batch)).argmax(-1)
             hits += int((top1 == (labels.reshape(top1.shape) if self.labelled else ref)).sum())
         return round(100.0 * hits / self.samples, 3)
+
+
+def batches(data, limit: int, size: int = 16):
+    """(name -> tensor, labels tensor or None) in batches of `size` samples from a Dataset."""
+    chunk = []
+    for i, item in enumerate(data.labelled()):
+        if i >= limit:
+            break
+        chunk.append(item)
+        if len(chunk) == size:
+            yield _stack(chunk)
+            chunk = []
+    if chunk:
+        yield _stack(chunk)
+
+
+def _stack(chunk):
+    names = chunk[0][0].keys()
+    # Samples come shaped like the input spec (batch 1): concatenate along the batch axis.
+    batch = {n: torch.from_numpy(np.concatenate([s[n] for s, _ in chunk])) for n in names}
+    labels = [lab for _, lab in chunk]
+    if any(lab is None for lab in labels):
+        return batch, None
+    return batch, torch.as_tensor(np.asarray(labels)).long().reshape(-1)
+
+
+def first_output(out) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        out = list(out.values())
+    return first_output(out[0])
 
 
 def _run(model, batch):

@@ -1,0 +1,132 @@
+"""prune: what pruning buys on real architectures, measured on the exported ONNX models.
+
+For MobileNetV2 and ResNet-18 (224x224, seeded random weights: speed and size figures are
+meaningful, accuracy is not), `edgepress compress --prune channels:0.5` against the unpruned
+export: MACs ratio (counted on the ONNX files by `edgepress inspect`'s counter) and p50 latency
+ratio with onnxruntime at --threads (default 1), dense and pruned timed in alternating blocks in
+one process so drift on a shared machine hits both alike. Then ResNet-18 with
+`--prune magnitude:0.8`: the gzip-compressed size of its ONNX file over the dense one's (dense
+engines run the zeros, so size is all unstructured sparsity buys).
+
+    python benchmarks/prune.py [--seconds 4] [--threads 1] [--work DIR]
+
+Exports run as `edgepress compress` subprocesses; this process never imports torch. The last line:
+`prune: mbv2 macs=<r> p50=<r>; resnet18 macs=<r> p50=<r>; unstructured80_gzip=<r>`
+Targets (issue 5): macs <= 0.55 and p50 <= 0.65 for both; unstructured80_gzip <= 0.45.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.models import MODELS  # noqa: E402
+from edgepress.runtime import artifact, compare, inspect  # noqa: E402
+from edgepress.runtime.session import Session  # noqa: E402
+
+BLOCK_S = 0.05  # per block: long enough for several calls, short enough that drift is shared
+
+
+def export(name: str, prune: str | None, work: Path) -> Path:
+    """WORK/<name>-<prune>/onnx-fp32 (exported once, reused with --work)."""
+    out = work / f"{name}-{(prune or 'dense').replace(':', '')}"
+    if not (out / "onnx-fp32").is_dir():
+        source, shapes = MODELS[name]
+        cmd = [sys.executable, "-m", "edgepress.cli", "compress", source, "--format", "onnx",
+               "--golden-samples", "2", "--out", str(out), "--overwrite"]
+        cmd += [a for s in shapes for a in ("--input-shape", s)]
+        cmd += ["--prune", prune] if prune else []
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            sys.exit(f"export failed: {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    return out / "onnx-fp32"
+
+
+def timed_pair(a: Path, b: Path, threads: int, seconds: float) -> tuple:
+    """Per-call ns of bundles a and b, alternating blocks (order swapped every round)."""
+    runs = []
+    for bundle in (a, b):
+        opened = artifact.open_bundle(bundle)
+        golden, _ = opened.golden()
+        feeds = {k: np.ascontiguousarray(v[0]) for k, v in golden.items()}
+        session = Session(opened.model_path, threads=threads)
+        runs.append(lambda s=session, f=feeds: s.run(f))
+    for _ in range(5):  # warm-up
+        for run in runs:
+            run()
+    t0 = time.perf_counter()
+    runs[0]()
+    block = max(1, int(BLOCK_S / max(time.perf_counter() - t0, 1e-7)))
+    samples = ([], [])
+    end, rounds = time.perf_counter() + seconds, 0
+    gc.disable()
+    try:
+        while time.perf_counter() < end or rounds < 10:
+            for i in ((0, 1) if rounds % 2 else (1, 0)):
+                for _ in range(block):
+                    t = time.perf_counter_ns()
+                    runs[i]()
+                    samples[i].append(time.perf_counter_ns() - t)
+            rounds += 1
+    finally:
+        gc.enable()
+    return np.asarray(samples[0], float), np.asarray(samples[1], float)
+
+
+def channels(name: str, work: Path, threads: int, seconds: float) -> dict:
+    dense, pruned = export(name, None, work), export(name, "channels:0.5", work)
+    info = {k: inspect.apply(p / "model.onnx") for k, p in (("dense", dense), ("pruned", pruned))}
+    d_ns, p_ns = timed_pair(dense, pruned, threads, seconds)
+    lo, hi = compare.median_ratio_ci(d_ns, p_ns, np.random.default_rng(0))
+    return {"model": name, "macs": info["pruned"]["macs"] / info["dense"]["macs"],
+            "params": info["pruned"]["params"] / info["dense"]["params"],
+            "dense_p50_ms": np.median(d_ns) / 1e6, "pruned_p50_ms": np.median(p_ns) / 1e6,
+            "p50": float(np.median(p_ns) / np.median(d_ns)), "ci95": (lo, hi), "calls": d_ns.size}
+
+
+def gzip_ratio(name: str, work: Path) -> dict:
+    sizes = {}
+    for prune in (None, "magnitude:0.8"):
+        data = (export(name, prune, work) / "model.onnx").read_bytes()
+        sizes[prune or "dense"] = (len(data), len(gzip.compress(data, compresslevel=6)))
+    return {"raw": sizes, "ratio": sizes["magnitude:0.8"][1] / sizes["dense"][1]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=4.0, help="timing per model (both sides)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", type=Path, help="where exports are kept (and reused)")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="edgepress-prune-") as tmp:
+        work = args.work or Path(tmp)
+        rows = [channels(n, work, args.threads, args.seconds) for n in ("mobilenet_v2", "resnet18")]
+        gz = gzip_ratio("resnet18", work)
+    print(f"{'model':<14}{'MACs':>7}{'params':>8}{'dense p50 ms':>14}{'pruned p50 ms':>15}"
+          f"{'p50':>7}  95% CI         calls   (channels:0.5, ONNX fp32, {args.threads} thread)")
+    for r in rows:
+        print(f"{r['model']:<14}{r['macs']:>7.3f}{r['params']:>8.3f}{r['dense_p50_ms']:>14.2f}"
+              f"{r['pruned_p50_ms']:>15.2f}{r['p50']:>7.3f}  [{r['ci95'][0]:.3f}, "
+              f"{r['ci95'][1]:.3f}]  {r['calls']}")
+    (raw_d, gz_d), (raw_m, gz_m) = gz["raw"]["dense"], gz["raw"]["magnitude:0.8"]
+    print(f"resnet18 ONNX bytes: dense {raw_d:,} (gzip {gz_d:,}); magnitude:0.8 {raw_m:,} "
+          f"(gzip {gz_m:,}); same latency on dense engines")
+    mb, rn = rows
+    print(f"prune: mbv2 macs={mb['macs']:.3f} p50={mb['p50']:.3f}; resnet18 macs={rn['macs']:.3f} "
+          f"p50={rn['p50']:.3f}; unstructured80_gzip={gz['ratio']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
