@@ -302,11 +302,15 @@ def _bench(args) -> int:
 
 def _bench_row(rep: dict) -> tuple:
     res, lat, mem = rep["results"], rep["results"]["latency_ms"], rep["memory"]
-    peak = f"{mem['peak_rss_bytes'] / 2**20:.1f}" if mem else "-"
+    peak = _mib((mem or {}).get("peak_rss_bytes"))
     return (rep["engine"]["name"], rep["engine"]["threads"], f"{res['init_ms']:.1f}",
             f"{res['first_inference_ms']:.3f}", f"{lat['p50']:.3f}", f"{lat['p90']:.3f}",
             f"{lat['p99']:.3f}", f"{lat['std']:.3f}", f"{lat['throughput_per_s']:.1f}", peak,
             lat["n"])
+
+
+def _mib(n_bytes) -> str:
+    return "-" if n_bytes is None else f"{n_bytes / 2**20:.1f}"
 
 
 def _add_compare(sub):
@@ -361,7 +365,7 @@ def _report(args) -> int:
              r["engine"]["name"], r["engine"]["threads"],
              f"{r['results']['latency_ms']['p50']:.3f}",
              f"{r['results']['latency_ms']['p99']:.3f}",
-             f"{r['memory']['peak_rss_bytes'] / 2**20:.1f}" if r.get("memory") else "-",
+             _mib((r.get("memory") or {}).get("peak_rss_bytes")),
              f"{r['model']['size_bytes'] / 2**10:.1f}",
              f"{r['fidelity']['snr_db']:.1f}" if r.get("fidelity") else "-")
             for label, r in zip(labels, reps)]

@@ -63,12 +63,14 @@ def _status_bytes(field: str) -> int | None:
     return None
 
 
-def _peak_bytes() -> int:
+def _peak_bytes() -> int | None:
     peak = _status_bytes("VmHWM")
     if peak is not None:
         return peak
-    import resource
-
+    try:
+        import resource
+    except ImportError:  # Windows: neither /proc nor getrusage
+        return None
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return maxrss if sys.platform == "darwin" else maxrss * 1024  # macOS: bytes; others: KiB
 

@@ -72,7 +72,8 @@ def _chromium(*args, timeout=120):
 def test_chromium_renders_every_plot(reports, tmp_path):
     out = tmp_path / "r.html"
     assert cli.main(["report", *map(str, reports), "--html", str(out)]) == 0
-    dom = _chromium("--dump-dom", out.as_uri()).stdout
+    # A virtual-time budget: the DOM is dumped only after the load handlers have run.
+    dom = _chromium("--virtual-time-budget=5000", "--dump-dom", out.as_uri()).stdout
     # The page's own script counts the <img> plots the browser actually decoded.
     assert re.search(rf'<body data-plots-decoded="{len(PLOTS)}"', dom), dom[:500]
     assert all(f'id="plot-{pid}"' in dom for pid in PLOTS)
