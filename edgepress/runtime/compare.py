@@ -1,10 +1,13 @@
 """compare: bench reports side by side, ratios to the first, and whether latency really changed.
 
 A latency change is called only when it is significant two ways on the raw samples: a two-sided
-Mann-Whitney U test (p < ALPHA) and a bootstrap 95% confidence interval of the median ratio that
-excludes 1. Caveat: successive samples are not independent (clock drift, caches, neighbours), so
-with thousands of samples tiny shifts come out significant; that is why a regression gate also
-takes a size (`fail_if_slower`) and why differing conditions are reported next to the numbers.
+Mann-Whitney U test (p < ALPHA) and a 95% confidence interval of the median ratio that excludes 1.
+Successive samples are not independent (clock drift, thermal throttling, a neighbour waking up),
+which makes U's p-value overconfident; the interval therefore comes from a moving-block bootstrap
+(blocks of about sqrt(n) consecutive samples keep the drift inside a resample), so a run that
+drifted gets a wide interval instead of a confident verdict. Nothing computed from two runs can
+see run-to-run variation, which is why a regression gate also takes a size (`fail_if_slower`) and
+why differing conditions are reported next to the numbers.
 Reads only the structured reports (report.load), never scraped text.
 """
 
@@ -20,7 +23,7 @@ from edgepress.runtime import report
 
 ALPHA = 0.01
 BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_CAP = 5000  # samples per side used by the bootstrap (a random subset beyond that)
+BOOTSTRAP_CAP = 5000  # samples per side used by the bootstrap (evenly thinned beyond that)
 MIN_SAMPLES = 20  # below this the normal approximation of U is not trusted
 
 # (label, path into the report, scale applied for display). Ratios are value / first report's.
@@ -130,7 +133,7 @@ def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def median_ratio_ci(a: np.ndarray, b: np.ndarray, rng, level: float = 0.95) -> tuple:
-    """Percentile-bootstrap interval of median(b) / median(a)."""
+    """Percentile interval of median(b) / median(a), from moving-block bootstrap resamples."""
     ma = _bootstrap_medians(_cap(a, rng), rng)
     mb = _bootstrap_medians(_cap(b, rng), rng)
     tail = (1 - level) / 2 * 100
@@ -139,15 +142,22 @@ def median_ratio_ci(a: np.ndarray, b: np.ndarray, rng, level: float = 0.95) -> t
 
 
 def _cap(x: np.ndarray, rng) -> np.ndarray:
-    # A random subset keeps the bootstrap fast on long runs; it can only widen the interval.
-    return x if x.size <= BOOTSTRAP_CAP else rng.choice(x, BOOTSTRAP_CAP, replace=False)
+    # Every k-th sample keeps the bootstrap fast on long runs and keeps the samples' time order,
+    # which the blocks rely on; fewer samples can only widen the interval.
+    return x if x.size <= BOOTSTRAP_CAP else x[:: -(-x.size // BOOTSTRAP_CAP)]
 
 
 def _bootstrap_medians(x: np.ndarray, rng, batch: int = 100) -> np.ndarray:
+    """Medians of resamples made of random runs of `block` consecutive samples."""
+    n = x.size
+    block = max(1, int(math.sqrt(n)))
+    offsets = np.arange(block)
     out = []
     for start in range(0, BOOTSTRAP_RESAMPLES, batch):
         size = min(batch, BOOTSTRAP_RESAMPLES - start)
-        out.append(np.median(x[rng.integers(0, x.size, size=(size, x.size))], axis=1))
+        starts = rng.integers(0, n - block + 1, size=(size, -(-n // block)))
+        index = (starts[..., None] + offsets).reshape(size, -1)[:, :n]
+        out.append(np.median(x[index], axis=1))
     return np.concatenate(out)
 
 

@@ -35,6 +35,18 @@ def test_bootstrap_interval_covers_the_true_ratio():
     assert c.verdict == "slower" and c.p_value < 1e-6
 
 
+def test_drift_within_a_run_widens_the_interval():
+    # The same values in time order (a steady drift) and shuffled (independent): only the
+    # drifting run should be uncertain about its median.
+    rng = np.random.default_rng(3)
+    drifting = np.linspace(1.0, 1.3, 2000) + rng.normal(0, 0.01, 2000)
+    shuffled = rng.permutation(drifting)
+    base = lognormal(2000, 1.15, 4)
+    width = {name: np.subtract(*compare.median_ratio_ci(base, b, np.random.default_rng(0))[::-1])
+             for name, b in (("drifting", drifting), ("shuffled", shuffled))}
+    assert width["drifting"] > 3 * width["shuffled"]
+
+
 def test_noise_is_not_called_a_change(tmp_path, capsys):
     a = write(tmp_path, "a", lognormal(400, 1.0, seed=1))
     b = write(tmp_path, "b", lognormal(400, 1.0, seed=2))  # same distribution, other draw
