@@ -230,8 +230,12 @@ def preflight(conn, prof: profile.Profile) -> dict:
 def check_disk(facts: dict, pkg: package.Package, where) -> None:
     need = pkg.manifest["install_bytes"]
     if facts["free_bytes"] < need:
-        raise UserError(f"{where} has {facts['free_bytes'] / 2**20:,.0f} MiB free under "
-                        f"~/{REMOTE_ROOT}; the install needs {need / 2**20:,.0f} MiB")
+        raise UserError(f"{where} has {_human(facts['free_bytes'])} free under "
+                        f"~/{REMOTE_ROOT}; the install needs {_human(need)}")
+
+
+def _human(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.0f} KiB"
 
 
 def install(conn, pkg: package.Package) -> str:

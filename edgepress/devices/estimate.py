@@ -117,7 +117,7 @@ def check_fits(fit: dict, device: Profile, what: str) -> None:
 
 
 def _mib(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB"
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.0f} KiB"
 
 
 # ---- calibration on this host --------------------------------------------------------------

@@ -1,0 +1,31 @@
+"""Fixtures for device tests: a wheel cache seeded with stand-in wheels, so packaging is tested
+without downloading anything (the `arm` tests download the real ones)."""
+
+import zipfile
+
+import pytest
+
+from edgepress.devices import package
+
+
+def fake_wheel(folder, filename: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / filename, "w") as z:
+        z.writestr("stand_in/__init__.py", "# a stand-in wheel for tests\n" * 100)
+    return folder / filename
+
+
+@pytest.fixture
+def wheel_cache(tmp_path, monkeypatch):
+    """A cache that already holds 'downloaded' wheels for rpi4 (cp311, both engines) and
+    edgepress's own, so package.build never reaches PyPI or builds a wheel."""
+    cache = tmp_path / "wheels"
+    for engine, name in (("onnxruntime", "onnxruntime"), ("litert", "ai_edge_litert")):
+        folder = cache / f"aarch64-glibc2.36-cp311-{engine}"
+        fake_wheel(folder, "numpy-2.0.0-cp311-cp311-manylinux_2_17_aarch64.whl")
+        fake_wheel(folder, f"{name}-1.0.0-cp311-cp311-manylinux_2_28_aarch64.whl")
+        (folder / "COMPLETE").write_text("seeded by the test\n")
+    own = fake_wheel(cache / "own", "edgepress-0.1.0-py3-none-any.whl")
+    monkeypatch.setattr(package, "edgepress_wheel", lambda cache=None: own)
+    monkeypatch.setenv("EDGEPRESS_WHEEL_CACHE", str(cache))
+    return cache
