@@ -35,6 +35,9 @@ def render(reports: list[dict], labels: list[str], title: str) -> str:
              ("size-memory", "Model size and memory", _size_memory)]
     if any(r.get("fidelity") for r in reports):
         plots.append(("latency-fidelity", "Latency vs fidelity", _latency_fidelity))
+    if any(len(runs) > 1 for runs in _sweeps(reports).values()):
+        plots.append(("latency-threads", "Latency vs threads (p50, bars: p10-p90)",
+                      _latency_threads))
     figures = [_figure(pid, caption, _png(plt, draw(plt, reports, labels)))
                for pid, caption, draw in plots]
     body = [f"<h1>{_e(title)}</h1>", _figures_table(reports, labels),
@@ -66,9 +69,11 @@ def _samples(rep: dict) -> np.ndarray:
 
 
 def _wide(reports) -> bool:
-    # A log axis when one report is an order of magnitude faster than another.
-    p50 = [r["results"]["latency_ms"]["p50"] for r in reports]
-    return max(p50) > 10 * max(min(p50), 1e-9)
+    # A log axis when the plotted range spans over an order of magnitude (one report much
+    # faster than another, or a long tail), else the other boxes shrink to a line.
+    low = min(r["results"]["latency_ms"]["min"] for r in reports)
+    high = max(r["results"]["latency_ms"]["p99"] for r in reports)
+    return high > 10 * max(low, 1e-9)
 
 
 def _latency_box(plt, reports, labels):
@@ -88,11 +93,12 @@ def _latency_cdf(plt, reports, labels):
     for label, rep in zip(labels, reports):
         x = np.sort(_samples(rep))
         ax.plot(x, np.arange(1, x.size + 1) / x.size, label=label)
+    ax.set_xscale("log" if _wide(reports) else "linear")
     # The slowest 1% would stretch the axis until the body of every curve is one vertical line.
-    ax.set_xlim(right=1.1 * max(r["results"]["latency_ms"]["p99"] for r in reports))
+    ax.set_xlim(0.9 * min(r["results"]["latency_ms"]["min"] for r in reports),
+                1.1 * max(r["results"]["latency_ms"]["p99"] for r in reports))
     ax.set_xlabel("latency (ms); axis ends just past the largest p99")
     ax.set_ylabel("fraction of runs")
-    ax.set_xscale("log" if _wide(reports) else "linear")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return fig
@@ -122,6 +128,31 @@ def _latency_fidelity(plt, reports, labels):
             ax.scatter([x], [y], s=60, color=f"C{i % 10}", label=label)
     ax.set_xlabel("p50 latency (ms)")
     ax.set_ylabel("SNR vs fp32 reference (dB, worst output)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _sweeps(reports) -> dict:
+    """(model sha256, engine) -> [(threads, report)]: the thread sweeps among the reports."""
+    sweeps: dict = {}
+    for rep in reports:
+        key = (rep["model"]["sha256"], rep["engine"]["name"], rep["model"]["path"])
+        sweeps.setdefault(key, []).append((rep["engine"]["threads"], rep))
+    return {k: sorted(v, key=lambda t: t[0]) for k, v in sweeps.items()
+            if len({threads for threads, _ in v}) > 1}
+
+
+def _latency_threads(plt, reports, labels):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (_sha, engine, path), runs in _sweeps(reports).items():
+        threads = [t for t, _ in runs]
+        p10, p50, p90 = (np.array([np.percentile(_samples(r), q) for _, r in runs])
+                         for q in (10, 50, 90))
+        ax.errorbar(threads, p50, yerr=[p50 - p10, p90 - p50], marker="o", capsize=4,
+                    label=f"{Path(path).parent.name or Path(path).name} ({engine})")
+    ax.set_xlabel("threads")
+    ax.set_ylabel("latency (ms)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return fig

@@ -1,6 +1,8 @@
 """compare: ratios to the first report, significance on raw samples, warnings, exit codes."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -136,3 +138,16 @@ def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_compare_needs_neither_scipy_nor_torch(tmp_path):
+    """compare runs where reports are gathered (a device, a CI box): numpy only."""
+    a = write(tmp_path, "a", lognormal(100, 1.0, 1))
+    b = write(tmp_path, "b", lognormal(100, 1.3, 2))
+    code = ("import sys\n"
+            "for m in ('scipy', 'torch', 'matplotlib'): sys.modules[m] = None\n"
+            "from edgepress.cli import main\n"
+            f"sys.exit(main(['compare', {str(a)!r}, {str(b)!r}, '--fail-if-slower', '5']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "REGRESSION" in proc.stdout

@@ -13,7 +13,7 @@ from edgepress import cli
 pytest.importorskip("matplotlib")
 from edgepress.runtime import html  # noqa: E402  (needs matplotlib: the `report` extra)
 
-PLOTS = ("latency-box", "latency-cdf", "size-memory", "latency-fidelity")
+PLOTS = ("latency-box", "latency-cdf", "size-memory", "latency-fidelity", "latency-threads")
 
 
 @pytest.fixture
@@ -37,11 +37,14 @@ def test_page_is_self_contained_with_every_plot(reports, tmp_path, capsys):
     assert "t4: engine.threads is 4, fp32 has 1" in page  # the condition warning is shown
 
 
-def test_fidelity_plot_only_when_a_report_has_fidelity():
-    reps = [make(lognormal(50, 1.0, 1), fidelity=None), make(lognormal(50, 2.0, 2),
-                                                                fidelity=None, memory=None)]
+def test_fidelity_and_threads_plots_only_when_the_reports_allow():
+    # No fidelity anywhere, and two different models (not a thread sweep of one).
+    reps = [make(lognormal(50, 1.0, 1), fidelity=None),
+            make(lognormal(50, 2.0, 2), fidelity=None, memory=None, model={"sha256": "1" * 64},
+                 engine={"threads": 2})]
     page = html.render(reps, ["a", "b"], "t")
-    assert page.count('<img class="plot"') == 3 and "plot-latency-fidelity" not in page
+    assert page.count('<img class="plot"') == 3
+    assert "plot-latency-fidelity" not in page and "plot-latency-threads" not in page
 
 
 def test_text_from_reports_is_escaped():
