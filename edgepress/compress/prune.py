@@ -154,6 +154,10 @@ def apply(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> Prune
     """Prunes `model` in place as `cfg` says; `example` maps input names to tensors (the shapes to
     trace), `data` is a calibrate.Dataset (taylor importance and auto need one)."""
     check(cfg)
+    if not any(isinstance(m, _PRUNABLE) for m in model.modules()):
+        raise UserError(f"--prune {cfg.spec()}: the model has no Conv/Linear modules (an "
+                        f"ExportedProgram or TorchScript source is a flat graph of ops): prune "
+                        f"the factory source (module:function) instead")
     skipped = _skipped(model, cfg, example)
     before = measure(model, example)
     extra = METHODS[cfg.method](model, cfg, example, skipped, data) or {}  # method's own figures
@@ -162,6 +166,10 @@ def apply(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> Prune
         raise UserError(f"--prune {cfg.spec()} changed the model's output shapes "
                         f"{before['output_shapes']} -> {after['output_shapes']}: add the layer "
                         f"that produces that output to --prune-skip")
+    if after["widths"] == before["widths"] and after["nonzero_params"] == before["nonzero_params"]:
+        raise UserError(f"--prune {cfg.spec()} removed nothing: every prunable layer is skipped "
+                        f"({', '.join(skipped) or 'none'}), coupled to a skipped one, or too "
+                        f"narrow for --prune-round-to {cfg.round_to}")
     return PruneResult(model.eval(), {**_figures(cfg, skipped, before, after), **extra}, example)
 
 

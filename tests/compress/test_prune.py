@@ -209,6 +209,8 @@ def test_saved_pruned_model_reloads_as_source(bundles):
     with torch.no_grad():
         out = reloaded.model(x=torch.from_numpy(golden["input.x"][0]))
     assert np.allclose(out.numpy(), golden["output.output_0"][0], atol=1e-5)
+    with pytest.raises(UserError, match="no Conv/Linear modules"):  # a flat graph: say so
+        prune.apply(reloaded.model, prune.parse("channels:0.5"), {"x": torch.randn(1, 3, 16, 16)})
 
 
 # ---- bad input: one line, exit 2 --------------------------------------------------------------
@@ -263,3 +265,9 @@ def test_cli_sensitivity_table(tmp_path, capsys):
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("accuracy %:") and "res.0" in printed and "drop@0.5" in printed
+
+
+def test_nothing_to_prune_is_a_clear_error():
+    loaded = _loaded("cnn")  # 8 channels, stem and classifier skipped: nothing left to prune
+    with pytest.raises(UserError, match="removed nothing"):
+        prune.apply(loaded.model, prune.parse("channels:0.5"), _example(loaded))
