@@ -56,6 +56,7 @@ class DistillResult:
     best_metric: float | None = None
     metric_name: str = ""
     resumed_from: int | None = None
+    rank: int = 0  # this process's rank under torchrun (only rank 0 writes outputs)
 
     def figures(self) -> dict:
         return {"epochs_run": len(self.history), "best_epoch": self.best_epoch,
@@ -107,7 +108,7 @@ def apply(student: nn.Module, teacher: nn.Module, cfg: DistillConfig, train, val
     pairs = METHODS[cfg.method](student, teacher, cfg, x)
     trainer = _Trainer(student, teacher, cfg, pairs, world, steps=_steps(cfg, x, world))
     result = DistillResult(student, metric_name="accuracy" if vy is not None else
-                           "agreement with teacher")
+                           "agreement with teacher", rank=rank)
     start = trainer.resume(cfg, result)
     for epoch in range(start, cfg.epochs):
         loss = trainer.epoch(x, y, epoch, rank, world, progress and rank == 0)

@@ -35,6 +35,7 @@ class Loaded:
     notes: list = field(default_factory=list)  # what was done to the source, in words
     int_high: dict = field(default_factory=dict)  # input name -> exclusive upper bound of ids
     extra_files: dict = field(default_factory=dict)  # bundle-relative name -> source Path
+    stages: dict = field(default_factory=dict)  # figures of host stages applied to `model`
 
 
 def apply(source: str, weights: str | None = None, input_shapes=(), trust_pickle=False) -> Loaded:

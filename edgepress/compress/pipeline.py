@@ -45,13 +45,52 @@ class Request:
     max_drop: float | None = None  # accuracy-aware mode: points of accuracy (or agreement)
     max_float_layers: int = 8
     quant_target: str = "host"
-    image_preprocess: object = None  # calibrate.Preprocess for image-folder DATA
+    image_size: tuple | None = None  # image-folder DATA: (H, W); None: the input's own
+    image_mean: tuple = (0.0,)
+    image_std: tuple = (1.0,)
+    image_layout: str = "nchw"
     prune: str | None = None  # --prune SPEC (prune.parse): channels:R, magnitude:R, nm:N:M, auto:macs=F
     prune_importance: str = "l1"
     prune_scope: str = "uniform"
     prune_round_to: int = 8
     prune_skip: tuple = ()  # module names to leave alone
     prune_layers: tuple = ()  # "NAME=RATIO" overrides
+    distill: str | None = None  # distill.METHODS key (logits, features); None: no distillation
+    teacher: str | None = None  # SOURCE of the teacher; None: the model as loaded (before pruning)
+    student: str | None = None  # factory SOURCE of another student; None: the (pruned) model
+    train: str | None = None  # training DATA for distillation
+    val: str | None = None  # validation DATA for early stopping; None: --eval, else train
+    distill_epochs: int = 10
+    distill_batch_size: int = 64
+    distill_lr: float = 3e-3
+    distill_optimizer: str = "adamw"
+    distill_schedule: str = "cosine"
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.7
+    distill_features: tuple = ()  # "student.layer=teacher.layer"
+    distill_patience: int = 0
+    distill_checkpoint: str | None = None  # folder for resumable checkpoints
+    summary: bool = True  # measure every bundle into summary.md / summary.json
+
+    @property
+    def image_preprocess(self):
+        """calibrate.Preprocess for image-folder DATA."""
+        from edgepress.compress import calibrate
+
+        return calibrate.Preprocess(self.image_size, tuple(self.image_mean),
+                                    tuple(self.image_std), self.image_layout)
+
+    @property
+    def distill_config(self):
+        from edgepress.compress import distill
+
+        return distill.DistillConfig(
+            method=self.distill, epochs=self.distill_epochs, batch_size=self.distill_batch_size,
+            lr=self.distill_lr, optimizer=self.distill_optimizer,
+            schedule=self.distill_schedule, temperature=self.distill_temperature,
+            alpha=self.distill_alpha, features=tuple(self.distill_features),
+            patience=self.distill_patience, seed=self.seed,
+            checkpoint_dir=self.distill_checkpoint)
 
 
 @dataclass
@@ -69,9 +108,17 @@ def run(req: Request) -> list[Result]:
             raise choices("format", fmt, FORMATS)
     if req.tflite_layout not in export.LAYOUTS:
         raise choices("--tflite-layout", req.tflite_layout, export.LAYOUTS)
-    atomic.refuse_existing(req.out, req.overwrite)
+    if not req.source:
+        raise UserError("no model: give SOURCE (or [model] source in the recipe)")
+    if req.out is None:
+        raise UserError("no output folder: give --out DIR (or [export] out in the recipe)")
+    atomic.refuse_existing(Path(req.out), req.overwrite)
     loaded = load.apply(req.source, req.weights, req.input_shapes)
+    teacher = _split_teacher(req, loaded)  # kept before pruning changes loaded.model
     pruned = _prune(req, loaded)  # before golden outputs: bundles verify against the pruned model
+    distilled = _distill(req, loaded, teacher)
+    if distilled is not None and distilled.rank != 0:
+        return []  # under torchrun only rank 0 writes
     calib, held_out = _quant_data(req, loaded)
     golden_in = (shapes.random_inputs(loaded.inputs, req.golden_samples, req.seed, loaded.int_high)
                  if (held_out or calib) is None else (held_out or calib).first(req.golden_samples))
@@ -87,6 +134,10 @@ def run(req: Request) -> list[Result]:
             results.append(_bundle(loaded, req, fmt, tmp / name, golden_in, golden_out, pruned))
             fp32 = results[-1]
             results += [_quantized(loaded, req, fmt, fp32, p, calib, held_out) for p in req.quantize]
+        if req.summary:
+            from edgepress.compress import summarize
+
+            summarize.apply(tmp, [r.bundle for r in results], held_out, _summary_notes(loaded))
     return [Result(req.out / r.bundle.name, r.verdict, r.size_bytes, r.figures) for r in results]
 
 
@@ -166,10 +217,8 @@ def _manifest(loaded, req, fmt, exported, layout) -> dict:
         "model_sha256": artifact.sha256_file(model_file),
         "model_size_bytes": model_file.stat().st_size,
         "source": loaded.provenance,
-        "recipe": {"formats": list(req.formats), "input_shapes": list(req.input_shapes),
-                   "tflite_layout": req.tflite_layout, "golden_samples": req.golden_samples,
-                   "seed": req.seed},
-        "stages": {"load": {"kind": loaded.kind, "notes": loaded.notes},
+        "recipe": recipe_record(req),
+        "stages": {"load": {"kind": loaded.kind, "notes": loaded.notes}, **loaded.stages,
                    "export": exported.figures},
         "inputs": [_with_layout(s, layout) for s in inputs],
         "outputs": [_with_layout(s, layout) for s in session.outputs],
@@ -180,6 +229,17 @@ def _manifest(loaded, req, fmt, exported, layout) -> dict:
         "tools": tool_versions(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def recipe_record(req: Request) -> dict:
+    """The recipe as applied: every Request field, JSON-ready (what a rerun needs)."""
+    from dataclasses import fields
+
+    def plain(v):
+        return [plain(x) for x in v] if isinstance(v, (tuple, list)) else \
+            str(v) if isinstance(v, Path) else v
+
+    return {f.name: plain(getattr(req, f.name)) for f in fields(req)}
 
 
 def _with_layout(spec, layout: str) -> dict:
@@ -198,6 +258,62 @@ def tool_versions() -> dict:
         except PackageNotFoundError:
             out[dist] = None
     return out
+
+
+def _summary_notes(loaded) -> dict:
+    notes = {}
+    if "distill" in loaded.stages:
+        d = loaded.stages["distill"]
+        notes["distill"] = (f"teacher {d['teacher']}; best {d['metric']} {d['best_metric']:.4f} "
+                            f"(torch, validation data) at epoch {d['best_epoch'] + 1} of "
+                            f"{d['epochs_run']}")
+    if "prune" in loaded.stages:
+        notes["prune"] = loaded.stages["prune"].get("spec")
+    return notes
+
+
+# ---- distill (after prune, before export) ------------------------------------------------------
+
+def _split_teacher(req, loaded):
+    """The teacher for --distill, taken before pruning touches loaded.model: --teacher SOURCE,
+    else a copy of the model as loaded. With --student, loaded.model becomes that student."""
+    import copy
+
+    if not req.distill:
+        for flag, value in (("--teacher", req.teacher), ("--student", req.student),
+                            ("--train", req.train)):
+            if value:
+                raise UserError(f"{flag} applies to distillation: add --distill logits|features")
+        return None
+    if loaded.model is None:
+        raise UserError(f"--distill needs a torch model; {req.source!r} is ONNX")
+    teacher = (load.apply(req.teacher, None, req.input_shapes).model if req.teacher
+               else copy.deepcopy(loaded.model))
+    if req.student:
+        loaded.model = load.apply(req.student, None, req.input_shapes).model.train()
+        loaded.stages["student"] = {"source": req.student}
+    return teacher
+
+
+def _distill(req, loaded, teacher):
+    """Distills `teacher` into loaded.model in place; the DistillResult, or None."""
+    if not req.distill:
+        return None
+    from edgepress.compress import calibrate, distill
+
+    if not req.train:
+        raise UserError("--distill needs training data: --train DATA (.npz of the model's "
+                        "inputs with optional `labels`, image folder or module:function)")
+    cfg = distill.check(req.distill_config)
+    pre = req.image_preprocess
+    train = calibrate.open_data(req.train, loaded.inputs, None, pre, req.seed, loaded.int_high)
+    val_source = req.val or req.eval
+    val = calibrate.open_data(val_source, loaded.inputs, None, pre) if val_source else None
+    result = distill.apply(loaded.model, teacher, cfg, train, val)
+    loaded.model = result.model.eval()
+    loaded.stages["distill"] = {**result.figures(), "teacher": req.teacher or "the source model",
+                                "train": train.record(), "config": vars(cfg)}
+    return result
 
 
 # ---- prune (before export, in torch) ----------------------------------------------------------

@@ -1,0 +1,83 @@
+"""summarize: the pipeline's last stage. One row per bundle: accuracy (or agreement with the
+fp32 artifact), size, parameters, MACs and p50 latency, printed and saved as summary.md and
+summary.json beside the bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgepress.runtime import artifact, bench, inspect, verify
+from edgepress.runtime.session import Session
+
+# Short on purpose: this is a table at the end of `compress`, not `edgepress bench`.
+PROTOCOL = bench.Protocol(warmup_runs=5, warmup_s=0.1, min_runs=30, min_s=0.3, memory=False)
+COLUMNS = ("bundle", "metric", "value", "size KiB", "params", "MACs", "p50 ms")
+
+
+def apply(out_dir: Path, bundles: list[Path], eval_data=None, extra: dict | None = None) -> dict:
+    """Measures every bundle and writes out_dir/summary.{md,json}; returns the summary."""
+    rows = [_row(b, _fp32_of(b, bundles), eval_data) for b in bundles]
+    summary = {"rows": rows, "eval": eval_data.source if eval_data is not None else None,
+               "latency": "p50 of edgepress bench, 1 thread, short protocol "
+                          f"({PROTOCOL.min_runs} runs / {PROTOCOL.min_s} s)",
+               **(extra or {})}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out_dir / "summary.md").write_text(markdown(summary))
+    return summary
+
+
+def _fp32_of(bundle: Path, bundles: list[Path]) -> Path:
+    fmt = bundle.name.split("-")[0]
+    return next((b for b in bundles if b.name == f"{fmt}-fp32"), bundle)
+
+
+def _row(path: Path, fp32: Path, eval_data) -> dict:
+    b = artifact.open_bundle(path)
+    info = inspect.apply(b.model_path)
+    rep = bench.apply(path, threads=1, protocol=PROTOCOL)
+    row = {"bundle": path.name, "size_bytes": b.manifest["model_size_bytes"],
+           "params": info["params"], "macs": info["macs"],
+           "p50_ms": rep["results"]["latency_ms"]["p50"]}
+    row.update(_quality(b, artifact.open_bundle(fp32), eval_data))
+    return row
+
+
+def _quality(b, fp32, eval_data) -> dict:
+    """Accuracy on labelled --eval data; else top-1 agreement with the fp32 artifact (on the
+    eval data, or on the golden inputs when there is none)."""
+    session, reference = Session(b.model_path), Session(fp32.model_path)
+    if eval_data is not None:
+        res = verify.evaluate(session, reference, _as_layout(eval_data.labelled(), b))
+        if "accuracy" in res:
+            return {"metric": "accuracy", "value": res["accuracy"]["quantized"],
+                    "samples": res["samples"]}
+        return {"metric": "agreement", "value": res.get("top1_agreement"),
+                "samples": res["samples"]}
+    ins, _ = b.golden()
+    n = next(iter(ins.values())).shape[0]
+    pairs = (({k: v[i] for k, v in ins.items()}, None) for i in range(n))
+    res = verify.evaluate(session, reference, pairs)
+    return {"metric": "agreement (golden)", "value": res.get("top1_agreement"), "samples": n}
+
+
+def _as_layout(pairs, bundle):
+    # An NHWC TFLite bundle takes channels-last inputs; eval data is in the model's NCHW.
+    nhwc = {s.name for s in bundle.inputs if s.layout == "NHWC"}
+    for sample, label in pairs:
+        yield {k: v.transpose(0, 2, 3, 1) if k in nhwc else v for k, v in sample.items()}, label
+
+
+def markdown(summary: dict) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for r in summary["rows"]:
+        value = "-" if r["value"] is None else f"{100 * r['value']:.2f}%"
+        lines.append(f"| {r['bundle']} | {r['metric']} | {value} | {r['size_bytes'] / 1024:.1f} | "
+                     f"{r['params']:,} | {r['macs']:,} | {r['p50_ms']:.3f} |")
+    notes = [f"Latency: {summary['latency']}."]
+    if summary.get("eval"):
+        notes.append(f"Accuracy on {summary['eval']}.")
+    for key, value in summary.items():
+        if key not in ("rows", "latency", "eval"):
+            notes.append(f"{key}: {value}")
+    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
