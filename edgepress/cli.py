@@ -36,43 +36,81 @@ def _threads(text: str) -> list[int]:
 
 
 def _add_compress(sub):
-    p = sub.add_parser("compress", help="load a model, export ONNX/TFLite bundles, verify them")
-    p.add_argument("source", help="module:function, file.py:function, .pt (TorchScript), .pt2, "
-                                  "a Hugging Face-style directory, or .onnx")
-    p.add_argument("--weights", help=".safetensors or state-dict .pt for a factory source")
-    p.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]DIMS[:DTYPE]",
-                   help="e.g. 1,3,224,224 or input_ids=1,128:int64 (repeat for several inputs)")
-    p.add_argument("--format", default="onnx,tflite", help="comma-separated: onnx,tflite")
-    p.add_argument("--out", required=True, type=Path, help="output directory (one bundle each)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--tflite-layout", default="nchw", help="nchw (PyTorch's, default) or nhwc")
-    p.add_argument("--golden-samples", type=int, default=8, help="reference samples per bundle")
-    p.add_argument("--seed", type=int, default=0)
-    _add_quantize_flags(p)
-    _add_prune_flags(p)
+    p = sub.add_parser("compress", help="load a model, prune/distill, export ONNX/TFLite bundles, "
+                                        "quantize, verify, summarize")
+    _add_compress_flags(p)
     p.set_defaults(func=_compress)
+
+
+def _add_distill(sub):
+    p = sub.add_parser("distill", help="compress with knowledge distillation (--distill logits "
+                                       "by default): teacher -> (pruned) student -> bundles")
+    _add_compress_flags(p)
+    p.set_defaults(func=_compress, distill="logits")
+
+
+# Flag defaults are None ("not given"): the recipe file's value, else the pipeline's default,
+# applies. The defaults shown in help are pipeline.Request's.
+def _add_compress_flags(p):
+    p.add_argument("source", nargs="?", help="module:function, file.py:function, .pt "
+                   "(TorchScript), .pt2, a Hugging Face-style directory, or .onnx")
+    p.add_argument("--recipe", type=Path, help="a TOML recipe; flags given here override it")
+    p.add_argument("--weights", help=".safetensors or state-dict .pt for a factory source")
+    p.add_argument("--input-shape", action="append", metavar="[NAME=]DIMS[:DTYPE]",
+                   help="e.g. 1,3,224,224 or input_ids=1,128:int64 (repeat for several inputs)")
+    p.add_argument("--format", help="comma-separated: onnx,tflite (default both)")
+    p.add_argument("--out", type=Path, help="output directory (one bundle each)")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="replace an existing --out")
+    p.add_argument("--tflite-layout", help="nchw (PyTorch's, default) or nhwc")
+    p.add_argument("--golden-samples", type=int, help="reference samples per bundle (default 8)")
+    p.add_argument("--seed", type=int, help="seed for sample inputs, pruning and training (0)")
+    _add_prune_flags(p)
+    _add_distill_flags(p)
+    _add_quantize_flags(p)
+
+
+def _add_distill_flags(p):
+    g = p.add_argument_group("distillation (after pruning; the teacher is the model as loaded)")
+    g.add_argument("--distill", metavar="METHOD", help="logits (KD on softened logits) or "
+                   "features (plus --distill-feature layer pairs)")
+    g.add_argument("--teacher", metavar="SOURCE", help="another teacher (default: SOURCE itself)")
+    g.add_argument("--student", metavar="SOURCE", help="another student architecture (factory); "
+                   "default: the (pruned) model")
+    g.add_argument("--train", metavar="DATA", help="training data (.npz with optional `labels`, "
+                   "image folder, module:function)")
+    g.add_argument("--val", metavar="DATA", help="validation data for early stopping "
+                   "(default: --eval, else --train)")
+    g.add_argument("--distill-epochs", type=int, help="default 10")
+    g.add_argument("--distill-batch-size", type=int, help="default 64")
+    g.add_argument("--distill-lr", type=float, help="default 3e-3")
+    g.add_argument("--distill-optimizer", help="adamw (default) or sgd")
+    g.add_argument("--distill-schedule", help="cosine (default), onecycle or constant")
+    g.add_argument("--distill-temperature", type=float, help="default 4")
+    g.add_argument("--distill-alpha", type=float, help="weight of the KD term; the task loss "
+                   "gets 1 - alpha (default 0.7)")
+    g.add_argument("--distill-feature", action="append", metavar="STUDENT=TEACHER",
+                   help="a layer pair for feature KD (repeat)")
+    g.add_argument("--distill-patience", type=int, help="early stopping: epochs without a "
+                   "better validation metric (default 0: off)")
+    g.add_argument("--distill-checkpoint", metavar="DIR", help="checkpoint every epoch; a rerun "
+                   "resumes from it")
 
 
 def _add_prune_flags(p):
     g = p.add_argument_group("pruning (before export; bundles verify against the pruned model)")
     g.add_argument("--prune", metavar="SPEC", help="channels:R (structured, faster), "
                    "magnitude:R (unstructured), nm:2:4, or auto:macs=F (needs --calib)")
-    g.add_argument("--prune-importance", default="l1", help="channels: l1, l2, taylor "
+    g.add_argument("--prune-importance", help="channels: l1 (default), l2, taylor "
                    "(needs --calib), random")
-    g.add_argument("--prune-scope", default="uniform", help="uniform (every layer by R) or "
+    g.add_argument("--prune-scope", help="uniform (default: every layer by R) or "
                    "global (ranked across layers)")
-    g.add_argument("--prune-round-to", type=int, default=8, help="channels: keep channel counts "
-                   "multiples of this (1: no rounding)")
-    g.add_argument("--prune-skip", default="", metavar="NAMES", help="comma-separated layers to "
+    g.add_argument("--prune-round-to", type=int, help="channels: keep channel counts "
+                   "multiples of this (default 8; 1: no rounding)")
+    g.add_argument("--prune-skip", metavar="NAMES", help="comma-separated layers to "
                    "leave alone (the first conv and the classifier always are)")
-    g.add_argument("--prune-layer", action="append", default=[], metavar="NAME=RATIO",
+    g.add_argument("--prune-layer", action="append", metavar="NAME=RATIO",
                    help="a layer's own ratio (repeat)")
-
-
-def _prune_fields(args) -> dict:
-    return dict(prune=args.prune, prune_importance=args.prune_importance,
-                prune_scope=args.prune_scope, prune_round_to=args.prune_round_to,
-                prune_skip=tuple(_csv(args.prune_skip)), prune_layers=tuple(args.prune_layer))
 
 
 def _print_pruned(out: Path, results) -> None:
@@ -102,24 +140,24 @@ def _print_pruned(out: Path, results) -> None:
 
 def _add_quantize_flags(p):
     q = p.add_argument_group("quantization (each precision adds <format>-<precision> bundles)")
-    q.add_argument("--quantize", default="", metavar="PRECISIONS",
+    q.add_argument("--quantize", metavar="PRECISIONS",
                    help="comma-separated: int8, dynamic, weight-int8, fp16")
     q.add_argument("--calib", metavar="DATA", help=".npz named as the inputs, an image folder, "
                    "module:function returning input dicts, or 'random' (smoke tests only)")
-    q.add_argument("--calib-method", default="minmax", help="ONNX int8: minmax, entropy, "
+    q.add_argument("--calib-method", help="ONNX int8: minmax (default), entropy, "
                    "percentile")
-    q.add_argument("--calib-samples", type=int, default=None, help="use at most N samples")
+    q.add_argument("--calib-samples", type=int, help="use at most N samples")
     q.add_argument("--eval", metavar="DATA", help="held-out data (same forms; optional `labels`)")
-    q.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+    q.add_argument("--max-drop", type=float, metavar="POINTS",
                    help="keep sensitive layers in float until accuracy (or top-1 agreement) "
                         "drops at most this many points")
-    q.add_argument("--max-float-layers", type=int, default=8, help="cap for --max-drop")
-    q.add_argument("--quant-target", default="host", help="CPU the int8 bundle is for: host, "
+    q.add_argument("--max-float-layers", type=int, help="cap for --max-drop (default 8)")
+    q.add_argument("--quant-target", help="CPU the int8 bundle is for: host (default), "
                    "x86-vnni, x86, arm (picks ONNX activation/weight types)")
     q.add_argument("--image-size", help="image-folder DATA: resize to H,W (default: the input's)")
-    q.add_argument("--image-mean", default="0", help="image-folder DATA: per-channel mean on [0,1]")
-    q.add_argument("--image-std", default="1", help="image-folder DATA: per-channel std on [0,1]")
-    q.add_argument("--image-layout", default="nchw", help="image-folder DATA: nchw or nhwc")
+    q.add_argument("--image-mean", help="image-folder DATA: per-channel mean on [0,1]")
+    q.add_argument("--image-std", help="image-folder DATA: per-channel std on [0,1]")
+    q.add_argument("--image-layout", help="image-folder DATA: nchw (default) or nhwc")
 
 
 def _floats(flag: str, text: str) -> tuple:
@@ -129,34 +167,50 @@ def _floats(flag: str, text: str) -> tuple:
         raise UserError(f"{flag} {text!r}: expected comma-separated numbers") from None
 
 
-def _quantize_fields(args) -> dict:
-    from edgepress.compress import calibrate
+def _request_fields(args) -> dict:
+    """pipeline.Request fields from the compress flags the user gave (None: not given)."""
+    from edgepress.compress import recipe
 
-    size = None
-    if args.image_size:
-        size = tuple(int(v) for v in _floats("--image-size", args.image_size))
-        if len(size) != 2 or min(size) < 1:
-            raise UserError(f"--image-size {args.image_size!r}: expected H,W e.g. 224,224")
-    if args.max_drop is not None and args.max_drop < 0:
-        raise UserError(f"--max-drop {args.max_drop}: must be >= 0 points")
-    pre = calibrate.Preprocess(size, _floats("--image-mean", args.image_mean),
-                               _floats("--image-std", args.image_std), args.image_layout)
-    return dict(quantize=tuple(_csv(args.quantize)), calib=args.calib,
-                calib_method=args.calib_method, calib_samples=args.calib_samples, eval=args.eval,
-                max_drop=args.max_drop, max_float_layers=args.max_float_layers,
-                quant_target=args.quant_target, image_preprocess=pre)
+    fields = {}
+    for table in recipe.KEYS.values():
+        for field, flag, kind in table.values():
+            dest = "source" if flag == "SOURCE" else flag.lstrip("-").replace("-", "_")
+            value = getattr(args, dest, None)
+            if value is not None:
+                fields[field] = _flag_value(flag, value, kind)
+    return fields
+
+
+def _flag_value(flag: str, value, kind: str):
+    if not kind.startswith("["):
+        return value
+    items = value if isinstance(value, list) else _csv(value)  # repeated flag, or a,b,c
+    if kind == "[int]":
+        return tuple(int(v) for v in _floats(flag, ",".join(items)))
+    if kind == "[float]":
+        return _floats(flag, ",".join(items))
+    return tuple(items)
+
+
+def _check_fields(fields: dict) -> None:
+    size = fields.get("image_size")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise UserError(f"--image-size {list(size)}: expected H,W e.g. 224,224")
+    if fields.get("max_drop") is not None and fields["max_drop"] < 0:
+        raise UserError(f"--max-drop {fields['max_drop']}: must be >= 0 points")
+    if fields.get("golden_samples") is not None and fields["golden_samples"] < 1:
+        raise UserError(f"--golden-samples {fields['golden_samples']}: must be >= 1")
 
 
 def _compress(args) -> int:
-    from edgepress.compress import pipeline
+    from edgepress.compress import pipeline, recipe
 
-    if args.golden_samples < 1:
-        raise UserError(f"--golden-samples {args.golden_samples}: must be >= 1")
-    req = pipeline.Request(source=args.source, out=args.out, formats=tuple(_csv(args.format)),
-                           weights=args.weights, input_shapes=tuple(args.input_shape),
-                           tflite_layout=args.tflite_layout, golden_samples=args.golden_samples,
-                           seed=args.seed, overwrite=args.overwrite, **_quantize_fields(args),
-                           **_prune_fields(args))
+    fields = recipe.load(args.recipe) if args.recipe else {}
+    fields.update(_request_fields(args))
+    _check_fields(fields)
+    if fields.get("out") is not None:
+        fields["out"] = Path(fields["out"])
+    req = pipeline.Request(**fields)
     results = pipeline.run(req)
     rows = [(r.bundle.name, f"{r.size_bytes / 1024:.1f}", _snr(r.verdict),
              "PASS" if r.verdict.passed else "FAIL") for r in results]
@@ -165,9 +219,18 @@ def _compress(args) -> int:
         _print_quantized(r)
         for f in r.verdict.failures:
             print(f"{r.bundle.name}: {f}", file=sys.stderr)
-    _print_pruned(args.out, results)
-    print(f"wrote {len(results)} bundle(s) to {args.out}")
+    if results:
+        _print_pruned(req.out, results)
+        _print_summary(req.out)
+        print(f"wrote {len(results)} bundle(s) to {req.out}")
     return 0 if all(r.verdict.passed for r in results) else 1
+
+
+def _print_summary(out: Path) -> None:
+    summary = out / "summary.md"
+    if summary.is_file():
+        print(f"\nsummary ({summary}):")
+        print(summary.read_text().rstrip())
 
 
 def _print_quantized(r) -> None:
@@ -391,7 +454,31 @@ def _add_inspect(sub):
                    "inputs (optional `labels`), image folder or module:function")
     p.add_argument("--prune-ratios", default="0.25,0.5,0.75", help="--prune-sensitivity ratios")
     p.add_argument("--prune-round-to", type=int, default=8)
+    p.add_argument("--sensitivity", action="store_true", help="quantization sensitivity: output "
+                   "SNR with only each layer quantized, worst first (needs --calib)")
+    p.add_argument("--calib", metavar="DATA", help="--sensitivity: calibration data (as for "
+                   "compress); also the measurement data without --eval")
+    p.add_argument("--calib-method", default="minmax", help="--sensitivity: minmax, entropy, "
+                   "percentile")
+    p.add_argument("--quantize", default="int8", help="--sensitivity: int8 or dynamic")
+    p.add_argument("--format", default="onnx", help="--sensitivity: onnx or tflite")
     p.set_defaults(func=_inspect)
+
+
+def _quant_sensitivity(args) -> int:
+    from edgepress.compress import accuracy
+
+    if not args.calib:
+        raise UserError("inspect --sensitivity needs calibration data: --calib DATA")
+    rows = accuracy.inspect(args.target, args.weights, tuple(args.input_shape), args.format,
+                            args.quantize, args.calib, args.eval, args.calib_method)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    _table(("layer", "module", "SNR dB (only this layer quantized)", "cosine"),
+           [(r["layer"], r["module"] or "-", f"{r['snr_db']:.1f}", f"{r['cosine']:.5f}")
+            for r in rows])
+    return 0
 
 
 def _inspect(args) -> int:
@@ -399,6 +486,8 @@ def _inspect(args) -> int:
 
     if args.prune_sensitivity:
         return _sensitivity(args)
+    if args.sensitivity:
+        return _quant_sensitivity(args)
     target = Path(args.target)
     if target.is_dir() and (target / artifact.MANIFEST).is_file():
         info = inspect.apply(artifact.open_bundle(target).model_path)
@@ -464,7 +553,7 @@ def _inspect_source(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         req = pipeline.Request(source=args.target, out=Path(tmp) / "b", formats=("onnx",),
                                weights=args.weights, input_shapes=tuple(args.input_shape),
-                               golden_samples=1)
+                               golden_samples=1, summary=False)
         result = pipeline.run(req)[0]
         info = inspect.apply(result.bundle / "model.onnx")
     info["model"] = args.target
@@ -638,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgepress {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_compress, _add_verify, _add_bench, _add_compare, _add_report,
+    for add in (_add_compress, _add_distill, _add_verify, _add_bench, _add_compare, _add_report,
                 _add_inspect, _add_devices, _add_estimate, _add_package, _add_deploy):
         add(sub)
     return parser
