@@ -46,7 +46,26 @@ def fingerprint() -> dict:
         "os": f"{platform.system()} {platform.release()}",
         "os_release": _os_release(),
         "python": platform.python_version(),
+        "emulated": emulation(),
     }
+
+
+def emulation() -> str | None:
+    """'qemu-user' when this process's arch differs from the kernel's (binfmt_misc runs it under
+    an emulator: its latency means nothing); None on real hardware, or where the kernel has no
+    /proc/sys/kernel/arch to ask. qemu-user rewrites `uname -m` but not that file."""
+    kernel = _read("/proc/sys/kernel/arch").strip()
+    machine = platform.machine()
+    if kernel and machine and kernel != machine and not _same_family(kernel, machine):
+        return "qemu-user"
+    return None
+
+
+def _same_family(kernel: str, machine: str) -> bool:
+    # a 32-bit userland on a 64-bit kernel is native, not emulated (armv7l on aarch64, i686 on
+    # x86_64)
+    return {kernel, machine} <= {"aarch64", "armv7l", "armv8l", "armv6l"} or \
+        {kernel, machine} <= {"x86_64", "i686", "i386"}
 
 
 def isa_features(cpuinfo: str) -> list[str]:
