@@ -76,6 +76,20 @@ class PrunableCNN(nn.Module):
         return self.fc(self.inv(y).mean(dim=(2, 3)))
 
 
+class TinyConvNet(nn.Module):
+    """A plain conv stack with prunable middle layers (nothing coupled to the skipped stem)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.mid = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                 nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):  # (N, 3, 16, 16) -> (N, 5)
+        return self.fc(self.mid(torch.relu(self.stem(x))).mean(dim=(2, 3)))
+
+
 def _seeded(cls):
     torch.manual_seed(0)
     return cls().eval()
@@ -95,6 +109,10 @@ def encoder():
 
 def prunable_cnn():
     return _seeded(PrunableCNN)
+
+
+def convnet():
+    return _seeded(TinyConvNet)
 
 
 def not_a_module():
