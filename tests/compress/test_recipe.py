@@ -164,3 +164,13 @@ def test_unknown_distill_method(tmp_path, capsys):
                      "--train", str(tmp_path / "train.npz"), "--out", str(tmp_path / "o")]) == 2
     assert "distill method 'kd' is not one of: features, logits" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["digits", "mobilenet_v2"])
+def test_shipped_recipes_parse(name):
+    from conftest import ROOT
+
+    fields = recipe.load(ROOT / "examples" / name / "recipe.toml")
+    req = pipeline.Request(**fields)
+    assert req.prune == "channels:0.5" and req.distill == "logits" and "int8" in req.quantize
+    assert req.source.endswith(("digits_cnn", "mobilenet_v2"))
