@@ -170,8 +170,10 @@ def _search(job, cfg, data, max_drop, cap, first_fid) -> Outcome:
                         f"--max-drop or --max-float-layers, or try another --calib-method")
     q = quantize.apply(job, replace(cfg, exclude=tuple(kept)))
     fid = measure(job, q.path, data)
+    modules = torch_modules(job)
     search = {"max_drop_points": max_drop, "measured_on": _measured_on(job, cfg),
               "ranking": ranking, "steps": steps, "float_layers": kept,
+              "float_modules": [modules.get(n, n) for n in kept],
               "final_drop_points": _drop(fid)}
     if _drop(fid) > max_drop:
         raise UserError(f"--max-drop {max_drop}: the search met the bound in torch "
@@ -193,6 +195,36 @@ def _measured_on(job, cfg) -> str:
             if _in_torch(job, cfg) else f"the quantized {job.fmt} model at every step")
 
 
-def table(rows: list[dict]) -> list[tuple]:
-    """Sensitivity rows for printing: layer, SNR dB, cosine."""
-    return [(r["layer"], f"{r['snr_db']:.1f}", f"{r['cosine']:.5f}") for r in rows]
+def inspect(source: str, weights, input_shapes, fmt: str, precision: str, calib: str,
+            held_out: str | None = None, calib_method: str = "minmax") -> list[dict]:
+    """`edgepress inspect SOURCE --sensitivity`: exports fp32 to a scratch directory, then ranks
+    every quantizable layer by the output SNR with only that layer quantized."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from edgepress.compress import calibrate, export, load
+
+    loaded = load.apply(source, weights, input_shapes)
+    cal = calibrate.open_data(calib, loaded.inputs, int_high=loaded.int_high)
+    data = calibrate.open_data(held_out, loaded.inputs) if held_out else cal
+    sample = {k: torch.from_numpy(v[0]) for k, v in cal.first(1).items()}
+    with tempfile.TemporaryDirectory(prefix="edgepress-sensitivity-") as tmp:
+        fp32 = export.apply(loaded, fmt, Path(tmp), export.ExportOptions(), sample,
+                            n_outputs=_count_outputs(loaded, sample)).path
+        job = quantize.Job(loaded, fmt, fp32, Path(tmp) / f"q.{fmt}", cal, sample,
+                           work=Path(tmp) / "work")
+        cfg = quantize.QuantizeConfig(precision, calib_method, speed_check=False)
+        quantize.apply(job, cfg)  # checks the method; fills the calibration cache once
+        return sensitivity(job, cfg, data)
+
+
+def _count_outputs(loaded, sample) -> int:
+    if loaded.model is None:
+        return len(Session(loaded.onnx_path).outputs)
+    import torch
+
+    with torch.no_grad():
+        out = loaded.model(**sample)
+    return len(out) if isinstance(out, (tuple, list)) else 1

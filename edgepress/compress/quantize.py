@@ -18,6 +18,8 @@ Which library does what, and why (DESIGN.md records the measurements behind thes
 
 from __future__ import annotations
 
+import contextlib
+import io
 import platform
 import time
 from dataclasses import dataclass, field
@@ -233,7 +235,8 @@ def _onnx_static(job: Job, cfg: QuantizeConfig) -> Quantized:
     reader = None if cache.exists() else _Reader(job.calib)
     from edgepress.compress import export
 
-    with export.quiet():  # the histogram calibrators print progress to stdout
+    # the histogram calibrators print progress with print(): silence fd 1 and sys.stdout both
+    with export.quiet(), contextlib.redirect_stdout(io.StringIO()):
         quantize_static(
             str(src), str(job.out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=qtype[types["activations"]], weight_type=qtype[types["weights"]],
@@ -311,11 +314,9 @@ def _tflite_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
 
 
 def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
-    """PT2E fake-quantized torch model (runnable in torch) and its quantizer. Excluded module
-    names get no quantization config, so they stay float; with `only`, nothing else is
-    quantized."""
+    """PT2E fake-quantized torch model (runnable in torch) and its quantizer. Layers (conv/linear
+    module names) in `exclude` stay float; with `only`, every other layer does."""
     import torch
-    from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     kwargs = _layout_kwargs(sample, layout)
@@ -324,12 +325,13 @@ def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
     except Exception as e:
         raise UserError(f"torch.export failed before PT2E quantization: "
                         f"{str(e).strip().splitlines()[0][:200]}") from None
-    config = pq.get_symmetric_quantization_config(is_per_channel=True)
-    quantizer = pq.PT2EQuantizer().set_global(None if only else config)
-    for name in only:
-        quantizer.set_module_name(name, config)
-    for name in exclude:
-        quantizer.set_module_name(name, None)
+    layers = _tag_layers(graph)
+    unknown = sorted((set(exclude) | set(only)) - layers)
+    if unknown:
+        raise UserError(f"layer {unknown[0]!r} is not a quantizable layer of this model; its "
+                        f"layers are: {', '.join(sorted(layers))}")
+    # `only` keeps every other layer in float; non-layer ops (add, pooling) stay quantized
+    quantizer = _layer_quantizer(set(exclude) | (layers - set(only) if only else set()))
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for i, s in enumerate(calib.samples()):
@@ -337,6 +339,46 @@ def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
                 break
             prepared(**_layout_kwargs({k: torch.from_numpy(v) for k, v in s.items()}, layout))
     return convert_pt2e(prepared, fold_quantize=False), quantizer
+
+
+_FOLLOWERS = ("batch_norm", "getitem", "relu", "hardtanh", "clamp")
+
+
+def _tag_layers(graph) -> set:
+    """Tags every conv/linear node, and the batch-norm/activation nodes fused with it, with the
+    layer's module name (node.meta["edgepress_layer"]); returns the names. Why not
+    PT2EQuantizer.set_module_name: litert-torch's filter parses nn_module_stack keys of the old
+    dynamo form (`L__self___stem_0`) while torch.export 2.13 writes `L__self__stem.0`, so it never
+    matches; and it requires every node of a conv-bn-relu pattern to sit in the named module."""
+    owner, names = {}, set()
+    for node in graph.graph.nodes:
+        if node.op != "call_function":
+            continue
+        target, stack = str(node.target), node.meta.get("nn_module_stack") or {}
+        if ("conv" in target or "linear" in target or "addmm" in target) and stack:
+            owner[node] = list(stack.values())[-1][0]  # the innermost module: the layer
+            names.add(owner[node])
+        elif any(f in target for f in _FOLLOWERS) and node.args and node.args[0] in owner:
+            owner[node] = owner[node.args[0]]
+        if node in owner:
+            node.meta["edgepress_layer"] = owner[node]
+    return names
+
+
+def _layer_quantizer(float_layers: set):
+    """litert-torch's PT2EQuantizer (global per-channel int8 config) leaving `float_layers`
+    unannotated, by their edgepress_layer tag (see _tag_layers)."""
+    from litert_torch.quantize import pt2e_quantizer as pq
+
+    class LayerQuantizer(pq.PT2EQuantizer):
+        def _annotate_for_static_quantization_config(self, model):
+            return self._annotate_all_static_patterns(model, self.global_config, self._quantized)
+
+        @staticmethod
+        def _quantized(node) -> bool:
+            return node.meta.get("edgepress_layer") not in float_layers
+
+    return LayerQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True))
 
 
 def _layout_kwargs(sample: dict, layout: str) -> dict:
