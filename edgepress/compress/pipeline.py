@@ -28,8 +28,8 @@ FORMATS = ("onnx", "tflite")
 class Request:
     """What `edgepress compress` was asked to do (the recipe, as applied, goes in manifests)."""
 
-    source: str
-    out: Path
+    source: str | None = None  # checked in run(): a recipe may leave it to the command line
+    out: Path | None = None
     formats: tuple = ("onnx", "tflite")
     weights: str | None = None
     input_shapes: tuple = ()
