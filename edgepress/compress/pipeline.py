@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -112,7 +112,8 @@ def run(req: Request) -> list[Result]:
         raise UserError("no model: give SOURCE (or [model] source in the recipe)")
     if req.out is None:
         raise UserError("no output folder: give --out DIR (or [export] out in the recipe)")
-    atomic.refuse_existing(Path(req.out), req.overwrite)
+    req = replace(req, out=Path(req.out))
+    atomic.refuse_existing(req.out, req.overwrite)
     loaded = load.apply(req.source, req.weights, req.input_shapes)
     teacher = _split_teacher(req, loaded)  # kept before pruning changes loaded.model
     pruned = _prune(req, loaded)  # before golden outputs: bundles verify against the pruned model

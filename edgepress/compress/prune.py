@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -211,26 +212,34 @@ def execution_order(model: nn.Module, example: dict) -> list[str]:
 
 # ---- channels (structured) --------------------------------------------------------------------
 
-def _channels(model, cfg, example, skipped, data) -> None:
-    import torch_pruning as tp
-
+def _channels(model, cfg, example, skipped, data) -> dict | None:
     named = dict(model.named_modules())
     ratios = {named[n]: r for n, r in cfg.layer_ratios if named[n] not in skipped}
     ignored = [named[n] for n in skipped] + _too_narrow(model, cfg, ratios)
-    heads = _attention_heads(model)
     if cfg.importance == "taylor":
         _accumulate_gradients(model, data, cfg)
-    pruner = tp.pruner.BasePruner(
+    with warnings.catch_warnings(record=True) as caught:  # kept for the manifest, not stderr
+        warnings.simplefilter("always")
+        pruner = _pruner(model, cfg, example, ratios, ignored)
+        with torch.no_grad():
+            pruner.step()
+    _fix_attention_attributes(model)
+    model.zero_grad(set_to_none=True)
+    notes = sorted({"torch-pruning: " + " ".join(str(w.message).split()) for w in caught})
+    return {"notes": notes} if notes else None
+
+
+def _pruner(model, cfg, example, ratios: dict, ignored: list):
+    import torch_pruning as tp
+
+    heads = _attention_heads(model)
+    return tp.pruner.BasePruner(
         model, example, _importance(cfg.importance), global_pruning=cfg.scope == "global",
         pruning_ratio=cfg.ratio, pruning_ratio_dict=ratios or None,
         max_pruning_ratio=0.9,  # global ranking may otherwise empty a whole layer
         ignored_layers=ignored, round_to=cfg.round_to if cfg.round_to > 1 else None,
         num_heads=heads, prune_num_heads=bool(heads), prune_head_dims=False,
         head_pruning_ratio=cfg.ratio if heads else 0.0)
-    with torch.no_grad():
-        pruner.step()
-    _fix_attention_attributes(model)
-    model.zero_grad(set_to_none=True)
 
 
 def _importance(name: str):
@@ -378,9 +387,9 @@ def _auto(model, cfg, example, skipped, data) -> dict:
     base = replace(cfg, method="channels", skip=tuple(skipped), skip_defaults=False)
     scan = sensitivity.scan(model, example, data, base)
     ratios = sensitivity.choose(model, example, scan, base, target=cfg.ratio)
-    _channels(model, replace(base, ratio=0.0, layer_ratios=tuple(ratios.items())), example,
-              skipped, data)
-    return {"auto": {"macs_target": cfg.ratio, "chosen_ratios": ratios, "metric": scan["metric"],
+    notes = _channels(model, replace(base, ratio=0.0, layer_ratios=tuple(ratios.items())),
+                      example, skipped, data) or {}
+    return {**notes, "auto": {"macs_target": cfg.ratio, "chosen_ratios": ratios, "metric": scan["metric"],
                      "baseline": scan["baseline"], "samples": scan["samples"],
                      "scan": scan["layers"]}}
 
@@ -398,12 +407,20 @@ def measure(model, example) -> dict:
     weights = {n: m.weight for n, m in model.named_modules()
                if isinstance(m, _PRUNABLE) and isinstance(getattr(m, "weight", None), torch.Tensor)}
     return {"params": sum(p.numel() for p in model.parameters()),
-            "nonzero_params": sum(int(torch.count_nonzero(p)) for p in model.parameters()),
+            "nonzero_params": sum(int(torch.count_nonzero(t)) for t in _effective(model)),
             "macs": counter.get_total_flops() // 2,  # FLOPs count a multiply-add as 2
             "output_shapes": [list(o.shape) for o in outs if isinstance(o, torch.Tensor)],
             "widths": {n: list(w.shape[:2]) for n, w in weights.items()},
             "sparsity": {n: round(1 - int(torch.count_nonzero(w)) / w.numel(), 4)
                          for n, w in weights.items()}}
+
+
+def _effective(model):
+    """Every parameter as the forward pass sees it: with masks not yet folded in
+    (permanent=False), `weight` is weight_orig * weight_mask, not a parameter itself."""
+    for m in model.modules():
+        for name, p in m.named_parameters(recurse=False):
+            yield getattr(m, name[: -len("_orig")]) if name.endswith("_orig") else p
 
 
 def macs(model, example) -> int:
@@ -433,6 +450,9 @@ def artifact_figures(result: PruneResult, model_file: Path) -> dict:
     fig = dict(result.figures)
     if result.sparse:
         fig["gzip_size_bytes"] = gzip_size(model_file)
+        # Later stages (quantize) copy this manifest: say which file the figure is about.
+        fig["gzip_of"] = {"file": Path(model_file).name, "size_bytes": Path(model_file).stat().st_size,
+                          "precision": "fp32"}
     return fig
 
 

@@ -161,9 +161,13 @@ def _bootstrap_medians(x: np.ndarray, rng, batch: int = 100) -> np.ndarray:
     return np.concatenate(out)
 
 
+BUSY = 0.5  # load average per available core above which a machine counts as busy
+
+
 def condition_warnings(labels, reports) -> list[str]:
-    """One line per condition in which a report differs from the first."""
-    out = []
+    """One line per condition in which a report differs from the first, and per report
+    measured on a busy machine."""
+    out = [_busy(label, rep) for label, rep in zip(labels, reports) if _busy(label, rep)]
     for label, rep in zip(labels[1:], reports[1:]):
         for section, key in CONDITIONS:
             mine, base = _get(rep, (section, key)), _get(reports[0], (section, key))
@@ -171,6 +175,14 @@ def condition_warnings(labels, reports) -> list[str]:
                 out.append(f"{label}: {section}.{key} is {_short(mine)}, {labels[0]} has "
                            f"{_short(base)}: latency may differ for that reason alone")
     return out
+
+
+def _busy(label: str, rep: dict) -> str | None:
+    load, cores = _get(rep, ("device", "load_avg_1m")), _get(rep, ("device", "cores_available"))
+    if load is None or not cores or load <= BUSY * cores:
+        return None
+    return (f"{label}: measured on a busy machine (load average {load:.1f} on {cores} cores): "
+            f"expect noise")
 
 
 def _short(value) -> str:

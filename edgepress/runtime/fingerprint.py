@@ -43,6 +43,7 @@ def fingerprint() -> dict:
         "max_freq_mhz": _khz_to_mhz(_read(f"{_CPUFREQ}/cpuinfo_max_freq")),
         "board_model": _board_model(cpuinfo),
         "ram_bytes": _ram_bytes(),
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "os": f"{platform.system()} {platform.release()}",
         "os_release": _os_release(),
         "python": platform.python_version(),

@@ -191,7 +191,8 @@ def _warnings(reports, labels) -> str:
 
 def _context_table(reports, labels) -> str:
     keys = [("device", k) for k in ("cpu_model", "arch", "cores", "isa", "governor",
-                                    "cur_freq_mhz", "board_model", "ram_bytes", "os")]
+                                    "cur_freq_mhz", "board_model", "ram_bytes", "load_avg_1m",
+                                    "os")]
     keys += [("engine", k) for k in ("name", "version", "threads", "options")]
     keys += [("model", "sha256"), ("model", "path"), ("inputs", "source"),
              ("created_utc", None), ("command", None)]

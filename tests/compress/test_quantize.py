@@ -245,3 +245,59 @@ def test_max_drop_fails_clearly_when_the_cap_is_too_low(fragile_job):
     cfg = quantize.QuantizeConfig("int8", speed_check=False)
     with pytest.raises(UserError, match="--max-drop 0.0: not met with up to 1 layer"):
         accuracy.apply(job, cfg, held_out, max_drop=0.0, max_float_layers=1)
+
+
+def test_onnx_source_quantizes_the_same_way(cnn_bundles, tmp_path):
+    calib = _cnn_npz(tmp_path / "c.npz")
+    source = str(cnn_bundles / "onnx-fp32" / "model.onnx")
+    rc, out = _compress(tmp_path, "--quantize", "int8", "--calib", calib, source=source)
+    assert rc == 0
+    m = json.loads((out / "onnx-int8" / "manifest.json").read_text())
+    assert m["source"]["kind"] == "onnx" and m["stages"]["quantize"]["library"] == "onnxruntime"
+
+
+def test_cli_inspect_sensitivity_sorted_worst_first(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "c.npz", x=rng.standard_normal((32, 1, 8)).astype(np.float32))
+    rc = cli.main(["inspect", FRAGILE, "--input-shape", "1,8", "--sensitivity", "--calib",
+                   str(tmp_path / "c.npz"), "--json"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)
+    snrs = [r["snr_db"] for r in rows]
+    assert snrs == sorted(snrs) and rows[-1]["module"] == "body"
+    rc = cli.main(["inspect", FRAGILE, "--input-shape", "1,8", "--sensitivity"])
+    assert rc == 2 and "--calib" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_max_drop_tflite_int8_searches_in_torch_and_converts_once(tmp_path):
+    from edgepress.compress import export
+
+    loaded = load.apply(FRAGILE, None, ("1,8",))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "c.npz", x=rng.standard_normal((64, 1, 8)).astype(np.float32))
+    np.savez(tmp_path / "e.npz", x=rng.standard_normal((64, 1, 8)).astype(np.float32))
+    calib = calibrate.open_data(str(tmp_path / "c.npz"), loaded.inputs)
+    held_out = calibrate.open_data(str(tmp_path / "e.npz"), loaded.inputs)
+    sample = {"x": torch.from_numpy(calib.first(1)["x"][0])}
+    fp32 = export.apply(loaded, "tflite", tmp_path, export.ExportOptions(), sample, 1).path
+    job = quantize.Job(loaded, "tflite", fp32, tmp_path / "q.tflite", calib, sample,
+                       work=tmp_path / "w")
+    out = accuracy.apply(job, quantize.QuantizeConfig("int8", speed_check=False), held_out,
+                         max_drop=1.0)
+    assert out.search["steps"][0]["drop_points"] > 1.0
+    assert set(out.search["float_layers"]) <= {"fragile", "head"}
+    assert out.search["final_drop_points"] <= 1.0
+    assert Session(out.quantized.path, raw_io=True).inputs[0].dtype == "int8"  # still full int8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_transformer_dynamic_int8(fmt, tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "e.npz", tokens=rng.standard_normal((16, 1, 8, 16)).astype(np.float32))
+    rc, out = _compress(tmp_path, "--format", fmt, "--quantize", "dynamic", "--eval",
+                        str(tmp_path / "e.npz"), source=factory("encoder"), shape="1,8,16")
+    assert rc == 0
+    m = json.loads((out / f"{fmt}-dynamic" / "manifest.json").read_text())
+    assert m["fidelity"]["snr_db"] >= verify.THRESHOLDS["dynamic"]["snr_db"]

@@ -118,6 +118,15 @@ def test_warns_when_conditions_differ(tmp_path, capsys):
     assert "device.governor is 'powersave', a has 'performance'" in text
 
 
+def test_warns_about_a_busy_machine(tmp_path, capsys):
+    a = write(tmp_path, "a", [1.0], device={"load_avg_1m": 0.3})
+    b = write(tmp_path, "b", [1.0], device={"load_avg_1m": 3.5})  # 4 cores available
+    assert cli.main(["compare", str(a), str(b)]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "busy" in line]
+    assert warnings == ["warning: b: measured on a busy machine (load average 3.5 on 4 cores): "
+                        "expect noise"]
+
+
 def test_colliding_stems_are_labelled_by_path(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "y").mkdir()
