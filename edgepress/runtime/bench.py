@@ -111,6 +111,26 @@ def _model(session: Session, bundle) -> dict:
 
 def _inputs(session: Session, bundle, input_shapes, inputs_file) -> tuple[dict, str]:
     """(feeds, where they came from): one sample per input, prepared once before timing."""
+    feeds, source = _source_inputs(session, bundle, input_shapes, inputs_file)
+    return as_declared(session, feeds), source
+
+
+def as_declared(session: Session, feeds: dict) -> dict:
+    """Integer inputs cast once to the width the model takes (torch's int64 ids for a LiteRT
+    model's int32), when every value fits: else Session.run would convert them inside every
+    timed call. Anything else is left for Session.run to accept or explain."""
+    want = {s.name: np.dtype(s.dtype) for s in session.inputs}
+    out = {}
+    for name, arr in feeds.items():
+        dtype = want.get(name, arr.dtype)
+        if arr.dtype != dtype and arr.dtype.kind in "iu" and dtype.kind in "iu" \
+                and np.array_equal(arr.astype(dtype), arr):
+            arr = arr.astype(dtype)
+        out[name] = np.ascontiguousarray(arr)
+    return out
+
+
+def _source_inputs(session: Session, bundle, input_shapes, inputs_file) -> tuple[dict, str]:
     if inputs_file is not None:
         return _read_inputs(Path(inputs_file), session), f"file {inputs_file}"
     if bundle is not None and not input_shapes:

@@ -1,6 +1,7 @@
 """bench: the protocol, the figures, the memory probe, engine options, and bad input."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from edgepress import cli
 from edgepress.errors import UserError
 from edgepress.runtime import artifact, bench, report
+from edgepress.runtime.artifact import TensorSpec
 
 FORMATS = ("onnx", "tflite")
 QUICK = bench.Protocol(warmup_runs=2, warmup_s=0.0, min_runs=20, min_s=0.0, memory=False)
@@ -135,6 +137,17 @@ def test_inputs_file(dynamic_onnx, tmp_path):
     np.savez(tmp_path / "other.npz", y=np.ones((2, 4), np.float32))
     with pytest.raises(UserError, match="has no array 'x'; it has: y"):
         bench.apply(dynamic_onnx, protocol=QUICK, inputs_file=tmp_path / "other.npz")
+
+
+def test_integer_inputs_are_narrowed_once_before_timing():
+    session = SimpleNamespace(inputs=[TensorSpec("ids", (1, 4), "int32"),
+                                      TensorSpec("x", (1, 2), "float32")])
+    feeds = {"ids": np.array([[1, 2, 3, 4]], np.int64), "x": np.zeros((1, 2), np.float64)}
+    got = bench.as_declared(session, feeds)
+    assert got["ids"].dtype == np.int32 and got["ids"].tolist() == [[1, 2, 3, 4]]
+    assert got["x"].dtype == np.float64  # floats are never converted silently
+    too_big = {"ids": np.array([[2**40, 0, 0, 0]], np.int64)}
+    assert bench.as_declared(session, too_big)["ids"].dtype == np.int64  # Session will explain
 
 
 @pytest.mark.parametrize("kwargs, message", [
