@@ -174,7 +174,7 @@ def condition_warnings(labels, reports) -> list[str]:
             if mine != base:
                 out.append(f"{label}: {section}.{key} is {_short(mine)}, {labels[0]} has "
                            f"{_short(base)}: latency may differ for that reason alone")
-    return out
+    return list(dict.fromkeys(out))  # a report given twice warns once
 
 
 def _busy(label: str, rep: dict) -> str | None:
