@@ -84,11 +84,13 @@ class Connection:
         try:
             _, out, err = self.client.exec_command(command)
             stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-            return out.channel.recv_exit_status(), stdout, stderr
-        except (OSError, EOFError) as e:
+            status = out.channel.recv_exit_status()
+        except (OSError, EOFError, _ssh_error()) as e:
             raise UserError(f"lost the SSH connection to {self.target}: {e}") from None
-        except _ssh_error() as e:
-            raise UserError(f"lost the SSH connection to {self.target}: {e}") from None
+        if status == -1:  # the channel closed without an exit status: the connection went
+            raise UserError(f"lost the SSH connection to {self.target} while running: "
+                            f"{command[:80]}")
+        return status, stdout, stderr
 
     def put(self, local: Path, remote: str) -> None:
         """Uploads to REMOTE.part, then renames: REMOTE is whole or absent."""

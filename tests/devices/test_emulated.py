@@ -1,0 +1,133 @@
+"""Proof on Arm: `edgepress deploy` to an emulated aarch64 Debian device (qemu-user, see
+pi_emu.sh) over real SSH on 127.0.0.1, with tiny int8 bundles in both formats.
+
+Marked `arm`: not in the default run (the first device build takes minutes, each install under
+emulation a few more); CI runs it as its own step: `pytest -m arm tests/devices`. Needs root
+(chroot, mounts) and Debian's apt for the first build; the rootfs is cached in
+/var/cache/edgepress-pi ($EDGEPRESS_PI_CACHE)."""
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import factory
+
+from edgepress.cli import main
+from edgepress.devices import deploy
+
+pytestmark = pytest.mark.arm
+EMU = Path(__file__).with_name("pi_emu.sh")
+CACHE = Path(os.environ.get("EDGEPRESS_PI_CACHE", "/var/cache/edgepress-pi"))
+
+
+@pytest.fixture(scope="module")
+def device():
+    if os.geteuid() != 0:
+        pytest.fail("the emulated device needs root (debootstrap, chroot, mounts)")
+    subprocess.run([str(EMU), "up"], check=True, timeout=3600)
+    ssh = CACHE / "ssh"
+    port, user = (ssh / "port").read_text().strip(), (ssh / "user").read_text().strip()
+    yield {"url": f"ssh://{user}@127.0.0.1:{port}", "target": deploy.Target(user, "127.0.0.1",
+                                                                             int(port)),
+           "key": ssh / "client", "known_hosts": ssh / "known_hosts"}
+    subprocess.run([str(EMU), "down"], check=False)
+
+
+@pytest.fixture(scope="module")
+def int8_bundles(tmp_path_factory):
+    from edgepress.compress import pipeline
+
+    out = tmp_path_factory.mktemp("int8") / "bundles"
+    pipeline.run(pipeline.Request(source=factory("cnn"), out=out, input_shapes=("1,3,16,16",),
+                                  quantize=("int8",), calib="random"))
+    return out
+
+
+def _deploy(device, bundle, *extra, identity=None, known_hosts=None):
+    return main(["deploy", str(bundle), device["url"], "--device", "rpi4",
+                 "--identity", str(identity or device["key"]),
+                 "--known-hosts", str(known_hosts or device["known_hosts"]),
+                 "--runs", "3", "--min-seconds", "0", *extra])
+
+
+def _on_device(device, command: str) -> tuple[int, str]:
+    conn = deploy.Connection(device["target"], device["key"], device["known_hosts"])
+    try:
+        rc, out, _ = conn.run(command)
+        return rc, out
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_int8_bundle_verifies_on_aarch64_and_the_report_says_so(fmt, device, int8_bundles,
+                                                                tmp_path, capsys):
+    out = tmp_path / f"{fmt}.json"
+    assert _deploy(device, int8_bundles / f"{fmt}-int8", "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "verify on the device: PASS (int8" in printed
+    rep = json.loads(out.read_text())
+    dev = rep["device"]
+    assert dev["arch"] == "aarch64" and dev["emulated"] == "qemu-user"
+    assert "Raspberry Pi 4" in dev["board_model"] and "asimd" in dev["isa"]
+    assert rep["engine"]["name"] == {"onnx": "onnxruntime", "tflite": "litert"}[fmt]
+    assert rep["model"]["precision"] == "int8" and rep["fidelity"]["snr_db"] >= 12.0
+    print(f"{fmt}-int8 on the emulated device: SNR {rep['fidelity']['snr_db']:.1f} dB, "
+          f"arch {dev['arch']}, emulated {dev['emulated']}")
+
+
+def test_rejected_key_and_unknown_host_key_change_nothing(device, int8_bundles, tmp_path,
+                                                          capsys):
+    before = _on_device(device, "readlink edgepress/current")
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+                   check=True)
+    assert _deploy(device, int8_bundles / "onnx-int8", identity=stranger) == 2
+    assert "rejected the key" in capsys.readouterr().err
+    port = device["target"].port
+    other_host_key = (stranger.with_suffix(".pub").read_text().split()[:2])
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"[127.0.0.1]:{port} {' '.join(other_host_key)}\n")
+    assert _deploy(device, int8_bundles / "onnx-int8", known_hosts=wrong) == 2
+    assert "does not match" in capsys.readouterr().err
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    assert _deploy(device, int8_bundles / "onnx-int8", known_hosts=empty) == 2
+    err = capsys.readouterr().err
+    assert "is not in" in err and err.count("\n") == 1
+    assert _on_device(device, "readlink edgepress/current") == before
+
+
+def test_wrong_device_profile_is_refused_before_anything_is_written(device, int8_bundles,
+                                                                    capsys):
+    before = _on_device(device, "ls -R edgepress | md5sum")
+    argv = ["deploy", str(int8_bundles / "onnx-int8"), device["url"], "--device", "x86-64",
+            "--identity", str(device["key"]), "--known-hosts", str(device["known_hosts"])]
+    assert main(argv) == 2
+    assert "is aarch64, but device profile 'x86-64' is x86_64" in capsys.readouterr().err
+    assert _on_device(device, "ls -R edgepress | md5sum") == before
+
+
+class _DroppingConnection(deploy.Connection):
+    """Closes its own SSH connection a few seconds into the venv install, like a cable pulled
+    while pip runs on the device."""
+
+    def run(self, command):
+        if "run.sh install" in command:
+            threading.Timer(3.0, self.client.close).start()
+        return super().run(command)
+
+
+def test_connection_lost_midway_leaves_the_previous_install_working(device, int8_bundles,
+                                                                    cnn_bundles):
+    rc, current = _on_device(device, "readlink edgepress/current")
+    assert rc == 0 and current.startswith("releases/")  # left by the deploys above
+    with pytest.raises(Exception, match="lost the SSH connection"):
+        deploy.apply(cnn_bundles / "onnx-fp32", device["url"], "rpi4", device["key"],
+                     device["known_hosts"], connect=_DroppingConnection)
+    assert _on_device(device, "readlink edgepress/current") == (0, current)
+    rc, out = _on_device(device, "sh edgepress/current/run.sh verify")
+    assert rc == 0 and json.loads(out[out.index("{"):])["passed"]
