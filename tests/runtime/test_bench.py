@@ -53,6 +53,17 @@ def test_memory_probe_runs_in_a_fresh_process(fmt, cnn_bundles):
     assert mem["peak_rss_bytes"] < resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def test_memory_probe_failure_is_one_clear_line(tmp_path):
+    from edgepress.runtime import probe
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(UserError, match=r"memory probe of .*bad.onnx' failed: .*cannot be "
+                                        r"loaded by onnxruntime") as e:
+        probe.measure(bad, "onnxruntime", 1, {}, {"x": np.zeros(1, np.float32)})
+    assert "\n" not in str(e.value)
+
+
 def test_timing_window_wraps_the_engine_call_only(monkeypatch):
     clock = {"ns": 0}
     monkeypatch.setattr(bench.time, "perf_counter_ns", lambda: clock["ns"])
