@@ -171,7 +171,10 @@ def apply(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> Prune
         raise UserError(f"--prune {cfg.spec()} removed nothing: every prunable layer is skipped "
                         f"({', '.join(skipped) or 'none'}), coupled to a skipped one, or too "
                         f"narrow for --prune-round-to {cfg.round_to}")
-    return PruneResult(model.eval(), {**_figures(cfg, skipped, before, after), **extra}, example)
+    figures = {**_figures(cfg, skipped, before, after), **extra}
+    if data is not None and (cfg.method == "auto" or cfg.importance == "taylor"):
+        figures["data"] = {"kind": data.kind, "source": data.source, "warning": data.warning}
+    return PruneResult(model.eval(), figures, example)
 
 
 def _skipped(model: nn.Module, cfg: PruneConfig, example: dict) -> dict:

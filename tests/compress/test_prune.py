@@ -106,12 +106,24 @@ def test_per_layer_ratio_and_skip():
     assert "inv.0" not in fig["widths"] and fig["skipped"]["inv.0"] == "asked (--prune-skip)"
 
 
+@pytest.mark.parametrize("scope", prune.SCOPES)
+def test_channels_global_and_uniform(scope):
+    loaded = _loaded("prunable_cnn")
+    fig = prune.apply(loaded.model, prune.parse("channels:0.5", scope=scope),
+                      _example(loaded)).figures
+    assert fig["scope"] == scope and fig["macs"]["ratio"] < 0.9 and fig["round_to"] == 8
+    shrunk = [w["after"][0] for w in fig["widths"].values() if w["after"][0] != w["before"][0]]
+    assert shrunk and all(c % 8 == 0 for c in shrunk)
+
+
 @pytest.mark.parametrize("importance", prune.IMPORTANCES)
 def test_importances_rank_channels(importance):
     loaded = _loaded("prunable_cnn")
     cfg = prune.parse("channels:0.5", importance=importance)
     fig = prune.apply(loaded.model, cfg, _example(loaded), _data(loaded)).figures
     assert fig["importance"] == importance and fig["macs"]["ratio"] < 0.9
+    if importance == "taylor":  # the data it ranked on is on record (random here, and says so)
+        assert fig["data"]["kind"] == "random" and fig["data"]["warning"]
 
 
 def test_taylor_and_auto_need_data():
