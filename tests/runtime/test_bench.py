@@ -200,3 +200,5 @@ def test_cli_bench_prints_memory(cnn_bundles, tmp_path, capsys):
     assert "peak RSS MiB" in header and "litert" in row
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["memory"]["peak_rss_bytes"] > 0 and rep["engine"]["options"] == {"xnnpack": False}
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(rep, report.schema(), cls=jsonschema.Draft202012Validator)
