@@ -17,6 +17,8 @@ from edgepress.errors import UserError
 from edgepress.runtime.artifact import TensorSpec, format_of
 
 # Engine options a user may set (recorded in bench reports). Anything else is an error.
+# The first choice of each is what the engine does when the option is not given: reports
+# record it as the value in force (report.effective_options).
 OPTIONS = {
     "onnxruntime": {"graph_optimization": ("all", "extended", "basic", "disabled"),
                     "execution_mode": ("sequential", "parallel"),
