@@ -106,6 +106,18 @@ def test_engine_options_are_applied_and_recorded(fmt, options, recorded, cnn_bun
     assert rep["engine"]["options"] == recorded
 
 
+def test_recorded_defaults_are_what_onnxruntime_runs_with(cnn_bundles):
+    ort = pytest.importorskip("onnxruntime")
+    from edgepress.runtime.session import Session
+
+    session = Session(cnn_bundles / "onnx-fp32" / "model.onnx")
+    used = session._engine.sess.get_session_options()
+    assert report.effective_options(session) == {
+        "graph_optimization": "all", "execution_mode": "sequential", "cpu_arena": True}
+    assert used.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert used.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL and used.enable_cpu_mem_arena
+
+
 def test_option_for_the_wrong_engine_is_refused(cnn_bundles):
     with pytest.raises(UserError, match="engine option 'xnnpack' is not one of"):
         bench.apply(cnn_bundles / "onnx-fp32", protocol=QUICK, options={"xnnpack": False})
