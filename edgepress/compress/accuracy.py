@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import islice
 
-
 from edgepress.compress import quantize
 from edgepress.errors import UserError
 from edgepress.runtime import verify
@@ -74,7 +73,7 @@ def layers(job: quantize.Job) -> list[str]:
     if job.fmt == "onnx":
         import onnx
 
-        src, _ = quantize.normalise_onnx(job.fp32_path, quantize._work_dir(job))  # noqa: SLF001
+        src, _ = quantize.normalise_onnx(job.fp32_path, quantize.work_dir(job))
         return [n.name for n in onnx.load(str(src)).graph.node if n.op_type in ONNX_LAYER_OPS]
     import torch
 
@@ -86,8 +85,8 @@ def sensitivity(job: quantize.Job, cfg: quantize.QuantizeConfig, data) -> list[d
     """Each layer's error contribution: output SNR with only that layer quantized, worst first."""
     names = layers(job)
     if not names:
-        raise UserError(f"the {job.fmt} model has no quantizable layers ({', '.join(ONNX_LAYER_OPS)}"
-                        f" / torch Conv and Linear)")
+        raise UserError(f"the {job.fmt} model has no quantizable layers "
+                        f"({', '.join(ONNX_LAYER_OPS)} / torch Conv and Linear)")
     modules = torch_modules(job)
     rows = [{"layer": name, "module": modules.get(name), **_only(job, cfg, data, name)}
             for name in names]
@@ -119,7 +118,7 @@ def _only(job, cfg, data, name: str) -> dict:
     if _in_torch(job, cfg):
         fid = _torch_fidelity(job, data, only=(name,), limit=SENSITIVITY_SAMPLES)
     else:
-        probe = replace(job, out_path=quantize._work_dir(job) / f"probe.{job.fmt}")  # noqa: SLF001
+        probe = replace(job, out_path=quantize.work_dir(job) / f"probe.{job.fmt}")
         q = quantize.apply(probe, replace(cfg, only=(name,), exclude=(), speed_check=False))
         fid = measure(job, q.path, data, SENSITIVITY_SAMPLES)
     return {"snr_db": round(fid["snr_db"], 2), "cosine": fid["cosine"]}
@@ -185,7 +184,7 @@ def _search(job, cfg, data, max_drop, cap, first_fid) -> Outcome:
 def _step_fidelity(job, cfg, data, kept: tuple) -> dict:
     if _in_torch(job, cfg):
         return _torch_fidelity(job, data, exclude=kept)
-    step = replace(job, out_path=quantize._work_dir(job) / f"step.{job.fmt}")  # noqa: SLF001
+    step = replace(job, out_path=quantize.work_dir(job) / f"step.{job.fmt}")
     q = quantize.apply(step, replace(cfg, exclude=kept, speed_check=False))
     return measure(job, q.path, data)
 

@@ -15,9 +15,9 @@ import importlib
 import importlib.util
 import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -238,9 +238,10 @@ def _image_reader(folder: Path, specs, pre: Preprocess):
         raise choices("image layout", pre.layout, LAYOUTS)
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise UserError(f"image folder {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise UserError(f"image folder {str(folder)!r} holds no images "
+                        f"({', '.join(IMAGE_SUFFIXES)})")
     spec = specs[0]
-    n, c, h, w = spec.shape if pre.layout == "nchw" else (spec.shape[0], spec.shape[3],
+    _, c, h, w = spec.shape if pre.layout == "nchw" else (spec.shape[0], spec.shape[3],
                                                           *spec.shape[1:3])
     if c not in (1, 3):
         raise UserError(f"image input {spec.name!r} {list(spec.shape)} ({pre.layout.upper()}) has "

@@ -218,10 +218,14 @@ class _Reader:
 
 
 def _onnx_static(job: Job, cfg: QuantizeConfig) -> Quantized:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, \
-        quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
-    work = _work_dir(job)
+    work = work_dir(job)
     src, notes = normalise_onnx(job.fp32_path, work)
     types = int8_types(cfg.target)
     if cfg.activations != "auto" and cfg.activations != types["activations"]:
@@ -257,7 +261,7 @@ def _calib_count(job: Job) -> int:
 def _onnx_dynamic(job: Job, cfg: QuantizeConfig) -> Quantized:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    src, notes = normalise_onnx(job.fp32_path, _work_dir(job))
+    src, notes = normalise_onnx(job.fp32_path, work_dir(job))
     ops = ["MatMul", "Gemm", "Attention", "LSTM", "GRU"]
     quantize_dynamic(str(src), str(job.out_path), op_types_to_quantize=ops,
                      weight_type=QuantType.QInt8, nodes_to_exclude=list(cfg.exclude),
@@ -444,7 +448,7 @@ def latency_ratio(fp32_path: Path, quant_path: Path, feeds: dict, budget_s: floa
             "ratio": p50["quantized"] / p50["fp32"], "threads": 1, "host": platform.machine()}
 
 
-def _work_dir(job: Job) -> Path:
+def work_dir(job: Job) -> Path:
     work = job.work or job.out_path.parent / ".quantize-work"
     work.mkdir(parents=True, exist_ok=True)
     return work

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import factory
+
 from edgepress import cli
 from edgepress.compress import accuracy, calibrate, load, quantize
 from edgepress.errors import UserError
@@ -63,7 +63,7 @@ def _stored_dtypes(path: Path) -> set:
 
         m = onnx.load(str(path))
         return {onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in m.graph.initializer}
-    it = Session(path, raw_io=True)._engine.it  # noqa: SLF001 - tensor dtypes live there
+    it = Session(path, raw_io=True)._engine.it
     return {np.dtype(t["dtype"]).name for t in it.get_tensor_details()}
 
 
@@ -194,7 +194,7 @@ def test_npz_rows_are_streamed_not_loaded(cnn_loaded, tmp_path):
     data = calibrate.open_data(path, cnn_loaded.inputs)
     with np.load(path) as z:
         np.testing.assert_array_equal(data.first(10)["x"], z["x"])
-    rows = calibrate._iter_rows(Path(path), "x.npy")  # noqa: SLF001
+    rows = calibrate._iter_rows(Path(path), "x.npy")
     assert next(rows).shape == (1, 3, 16, 16)  # one sample per read
 
 
@@ -229,7 +229,7 @@ def test_max_drop_keeps_fragile_layers_in_float(fragile_job):
     job, held_out = fragile_job
     cfg = quantize.QuantizeConfig("int8", speed_check=False)
     plain = accuracy.apply(job, cfg, held_out)
-    assert accuracy._drop(plain.fidelity) > 5  # noqa: SLF001 - it does collapse
+    assert accuracy._drop(plain.fidelity) > 5
     out = accuracy.apply(job, cfg, held_out, max_drop=1.0)
     steps = out.search["steps"]
     assert steps[0]["drop_points"] > 1.0 and steps[-1]["drop_points"] <= 1.0
