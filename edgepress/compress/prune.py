@@ -162,7 +162,12 @@ def apply(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> Prune
     skipped = _skipped(model, cfg, example)
     before = measure(model, example)
     extra = METHODS[cfg.method](model, cfg, example, skipped, data) or {}  # method's own figures
-    after = measure(model, example)
+    try:
+        after = measure(model, example)
+    except RuntimeError as e:  # e.g. a layer pruned to nothing, or a shape the model hard-codes
+        raise UserError(f"--prune {cfg.spec()}: the pruned model no longer runs "
+                        f"({str(e).strip().splitlines()[0][:200]}); try a smaller ratio, "
+                        f"--prune-scope uniform, or --prune-skip the layer named there") from None
     if after["output_shapes"] != before["output_shapes"]:
         raise UserError(f"--prune {cfg.spec()} changed the model's output shapes "
                         f"{before['output_shapes']} -> {after['output_shapes']}: add the layer "
