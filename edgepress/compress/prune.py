@@ -297,20 +297,32 @@ def _fix_attention_attributes(model) -> None:
             m.num_heads = q.out_features // m.head_dim
 
 
-def _accumulate_gradients(model, data, cfg) -> None:
-    """Taylor importance reads weight gradients of the loss on real data: labels where the data has
-    them, else the model's own top-1 (which still ranks channels by their effect on outputs)."""
+def _accumulate_gradients(model, data, cfg, samples: int = 64) -> None:
+    """Leaves in each weight's .grad the sum over samples of |per-sample gradient| (each sample
+    scaled to unit norm, so confident samples still count), which torch-pruning's Taylor
+    importance turns into sum_s |w * g_s| per channel, as Molchanov et al. accumulate per step.
+    One summed gradient would not do: on a converged model per-sample gradients largely cancel
+    (digits CNN, channels:0.5, no fine-tuning: 16.4% accuracy that way, 58.7% per sample; l1
+    56.9%, l2 72.0%). The loss uses labels where the data has them, else the model's top-1."""
     if data is None:
         raise UserError(f"--prune {cfg.spec()} with --prune-importance taylor needs data: pass "
                         f"--calib DATA (.npz of the model's inputs, optional labels)")
     from edgepress.compress.sensitivity import batches, first_output
 
-    model.zero_grad(set_to_none=True)
-    for batch, labels in batches(data, limit=64):
+    total = {p: torch.zeros_like(p) for p in model.parameters() if p.requires_grad}
+    for batch, labels in batches(data, limit=samples, size=1):
+        model.zero_grad(set_to_none=True)
         logits = first_output(model(**batch))
         target = labels if labels is not None else logits.argmax(-1).detach()
         nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                     target.reshape(-1)).backward()
+        grads = [p.grad for p in total if p.grad is not None]
+        norm = torch.sqrt(sum((g * g).sum() for g in grads)) + 1e-12
+        for p, acc in total.items():  # each sample weighs the same, however confident
+            if p.grad is not None:
+                acc.add_(p.grad.abs() / norm)
+    for p, acc in total.items():
+        p.grad = acc
 
 
 # ---- unstructured and N:M ---------------------------------------------------------------------
