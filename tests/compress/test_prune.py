@@ -283,3 +283,15 @@ def test_nothing_to_prune_is_a_clear_error():
     loaded = _loaded("cnn")  # 8 channels, stem and classifier skipped: nothing left to prune
     with pytest.raises(UserError, match="removed nothing"):
         prune.apply(loaded.model, prune.parse("channels:0.5"), _example(loaded))
+
+
+def test_taylor_removes_channels_that_do_not_reach_the_output():
+    loaded = _loaded("prunable_cnn")
+    with torch.no_grad():  # inner channels 0..15: large weights (l1 would keep them), no effect
+        loaded.model.res[0].weight[:16].mul_(10)
+        loaded.model.res[4].weight[:16].mul_(10)
+        loaded.model.res[3].weight[:, :16].zero_()
+    cfg = prune.parse("channels:0.5", importance="taylor", layer_ratios=(("res.0", 0.5),))
+    prune.apply(loaded.model, cfg, _example(loaded), _data(loaded))
+    consumed = loaded.model.res[3].weight.detach()  # (16, 16 kept inputs, 3, 3)
+    assert consumed.shape[1] == 16 and consumed.abs().sum(dim=(0, 2, 3)).min() > 0
