@@ -532,13 +532,16 @@ def _sensitivity(args) -> int:
         return 0
     print(f"{scan['metric']}: {scan['baseline']:.2f} unpruned, {scan['samples']} samples; "
           f"skipped: {', '.join(f'{n} ({why})' for n, why in scan['skipped'].items())}")
-    header = ("layer", *[f"drop@{r:g}" for r in ratios], *[f"MACs saved@{r:g}" for r in ratios])
+    header = ("layer", *[f"drop@{r:g}" for r in ratios], *[f"SNR dB@{r:g}" for r in ratios],
+              *[f"MACs saved@{r:g}" for r in ratios])
     rows = [(layer["name"], *[f"{t['drop']:.2f}" for t in layer["trials"]],
+             *[f"{t['snr_db']:.1f}" for t in layer["trials"]],
              *[f"{100 * t['macs_saved']:.1f}%" for t in layer["trials"]])
             for layer in scan["layers"]]
     _table(header, rows)
-    print("drop: points lost with only that layer (and the layers coupled to it) pruned; "
-          "choose per-layer ratios with --prune-layer NAME=RATIO, or --prune auto:macs=F")
+    print("drop: points lost with only that layer (and the layers coupled to it) pruned; SNR: "
+          "its outputs against the unpruned model's; choose per-layer ratios with --prune-layer "
+          "NAME=RATIO, or --prune auto:macs=F")
     return 0
 
 

@@ -58,7 +58,9 @@ def _trials(model, example, cfg, name, ratios, metric, base, seen) -> list:
             if not changed or changed in seen or after["output_shapes"] != base["output_shapes"]:
                 return []
             seen.add(changed)
-        trials.append({"ratio": r, "drop": round(metric.baseline - metric(pruned), 3),
+        score, snr_db = metric.measure(pruned)
+        trials.append({"ratio": r, "drop": round(metric.baseline - score, 3),
+                       "snr_db": round(snr_db, 2),
                        "macs_saved": round(1 - after["macs"] / base["macs"], 4)})
     return trials
 
@@ -104,7 +106,8 @@ def _greedy(layers: list, saving: float) -> dict:
             if i + 1 >= len(layer["trials"]):
                 continue
             gain = value(layer, i + 1, "macs_saved") - value(layer, i, "macs_saved")
-            cost = max(value(layer, i + 1, "drop") - value(layer, i, "drop"), 0.0) + 1e-3
+            cost = (max(value(layer, i + 1, "drop") - value(layer, i, "drop"), 0.0)
+                    + 0.1 * (_noise(layer, i + 1) - _noise(layer, i)) + 1e-3)
             if gain > 0 and (best is None or cost / gain < best[0]):
                 best = (cost / gain, layer, gain)
         if best is None:
@@ -115,24 +118,36 @@ def _greedy(layers: list, saving: float) -> dict:
             for layer in layers if state[layer["name"]] >= 0}
 
 
+def _noise(layer, i) -> float:
+    """Relative error power of the outputs (0: identical, 1: all noise) at trial i; it separates
+    layers where the top-1 metric does not move (a saturated or coarse metric)."""
+    return 10 ** (-layer["trials"][i]["snr_db"] / 10) if i >= 0 else 0.0
+
+
 class _Metric:
-    """Accuracy on labelled data, else top-1 agreement with the unpruned model, in percent."""
+    """Accuracy on labelled data, else top-1 agreement with the unpruned model, in percent; and
+    the output SNR against the unpruned model, which moves even where top-1 does not."""
 
     def __init__(self, model, data, limit: int):
         self.data, self.limit = data, limit
-        self.reference = [first_output(_run(model, batch)).argmax(-1)
-                          for batch, _ in batches(data, limit)]
+        self.reference = [first_output(_run(model, batch)) for batch, _ in batches(data, limit)]
         self.labelled = all(labels is not None for _, labels in batches(data, limit))
         self.name = "accuracy %" if self.labelled else "top-1 agreement with the unpruned model %"
-        self.samples = sum(int(r.numel()) for r in self.reference)
-        self.baseline = self(model)
+        self.samples = sum(int(r.argmax(-1).numel()) for r in self.reference)  # top-1 decisions
+        self.baseline = self.measure(model)[0]
 
-    def __call__(self, model) -> float:
-        hits = 0
+    def measure(self, model) -> tuple[float, float]:
+        """(metric in percent, output SNR in dB, capped at 100) of `model` on the data."""
+        hits, signal, noise = 0, 0.0, 0.0
         for (batch, labels), ref in zip(batches(self.data, self.limit), self.reference):
-            top1 = first_output(_run(model, batch)).argmax(-1)
-            hits += int((top1 == (labels.reshape(top1.shape) if self.labelled else ref)).sum())
-        return round(100.0 * hits / self.samples, 3)
+            out = first_output(_run(model, batch))
+            top1 = out.argmax(-1)
+            truth = labels.reshape(top1.shape) if self.labelled else ref.argmax(-1)
+            hits += int((top1 == truth).sum())
+            signal += float((ref.double() ** 2).sum())
+            noise += float(((out - ref).double() ** 2).sum())
+        snr = 100.0 if noise <= signal * 1e-10 else 10 * np.log10(signal / noise)
+        return round(100.0 * hits / self.samples, 3), float(snr)
 
 
 def batches(data, limit: int, size: int = 16):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import tiny_models
-from conftest import factory
+from tiny_models import factory
 from edgepress import cli
 from edgepress.compress import calibrate, load, pipeline, prune, sensitivity
 from edgepress.errors import UserError
@@ -169,6 +169,7 @@ def test_sensitivity_scan(tmp_path):
     assert "res.0" in names and "inv.0" in names and "stem.0" not in names
     for layer in scan["layers"]:
         assert 0 < layer["trials"][0]["macs_saved"] < 1
+        assert 0 < layer["trials"][0]["snr_db"] < 100  # pruned outputs differ, but not all noise
     assert scan["baseline"] == 100.0  # agreement of the model with itself
 
 
