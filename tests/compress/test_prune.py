@@ -296,3 +296,48 @@ def test_taylor_removes_channels_that_do_not_reach_the_output():
     prune.apply(loaded.model, cfg, _example(loaded), _data(loaded))
     consumed = loaded.model.res[3].weight.detach()  # (16, 16 kept inputs, 3, 3)
     assert consumed.shape[1] == 16 and consumed.abs().sum(dim=(0, 2, 3)).min() > 0
+
+
+class _Concat(torch.nn.Module):
+    """Two branches concatenated along channels, then fused: the fuse conv's input channels must
+    follow both branches' pruning."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.a = torch.nn.Conv2d(16, 32, 3, padding=1)
+        self.b = torch.nn.Conv2d(16, 16, 1)
+        self.fuse = torch.nn.Conv2d(48, 16, 1)
+        self.fc = torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.stem(x))
+        y = torch.cat([torch.relu(self.a(y)), torch.relu(self.b(y))], dim=1)
+        return self.fc(self.fuse(y).mean(dim=(2, 3)))
+
+
+def test_channels_through_concatenation():
+    model, example = _Concat().eval(), {"x": torch.randn(1, 3, 8, 8)}
+    fig = prune.apply(model, prune.parse("channels:0.5"), example).figures
+    assert model.a.out_channels == 16 and model.b.out_channels == 8
+    assert model.fuse.in_channels == 24 and fig["macs"]["ratio"] < 0.6
+
+
+def test_attention_loses_whole_heads():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "models" / "transformer.py"
+    spec = importlib.util.spec_from_file_location("zoo_transformer", path)
+    transformer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(transformer)
+
+    torch.manual_seed(0)
+    model = transformer.Encoder(vocab=50, seq=8, dim=32, heads=4, layers=1, mlp=64).eval()
+    example = {"input_ids": torch.randint(0, 50, (1, 8))}
+    prune.apply(model, prune.parse("channels:0.5"), example)
+    attn = model.layers[0].attn
+    assert attn.num_heads == 2 and attn.head_dim == 8  # heads removed, each head kept whole
+    assert attn.q.out_features == attn.k.out_features == attn.v.out_features == 16
+    assert model(**example).shape == (1, 2)
