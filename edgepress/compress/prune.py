@@ -345,14 +345,18 @@ def _magnitude(model, cfg, example, skipped, data) -> None:
     _finish_masks(layers.values(), cfg.permanent)
 
 
-def _n_of_m(model, cfg, example, skipped, data) -> None:
+def _n_of_m(model, cfg, example, skipped, data) -> dict | None:
     import torch.nn.utils.prune as tprune
 
-    layers = {n: m for n, m in _weighted(model, skipped).items()
+    weighted = _weighted(model, skipped)
+    layers = {n: m for n, m in weighted.items()
               if m.weight.shape[1] % cfg.m == 0}  # input width must split into groups of m
     for m in layers.values():
         tprune.custom_from_mask(m, "weight", _nm_mask(m.weight.detach(), cfg.n, cfg.m))
     _finish_masks(layers.values(), cfg.permanent)
+    left = {n: f"{m.weight.shape[1]} inputs per output (per group) is not a multiple of {cfg.m}"
+            for n, m in weighted.items() if n not in layers}
+    return {"left_dense": left} if left else None
 
 
 def _nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:

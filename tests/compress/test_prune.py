@@ -96,6 +96,7 @@ def test_nm_keeps_two_of_every_four_inputs():
     assert (torch.count_nonzero(groups, dim=1) <= 2).all()
     assert result.figures["sparsity"]["res.3"] == pytest.approx(0.5, abs=0.01)
     assert result.figures["sparsity"]["inv.3"] == 0.0  # depthwise: 1 input per group, left dense
+    assert "not a multiple of 4" in result.figures["left_dense"]["inv.3"]
 
 
 def test_per_layer_ratio_and_skip():
