@@ -5,16 +5,12 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ROOT / "tests" / "tiny_models.py"
-sys.path.insert(0, str(ROOT / "tests"))
+# Test modules import shared names from tiny_models (never `from conftest import ...`: with
+# several conftest.py files, which one Python calls "conftest" depends on collection order).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tiny_models  # noqa: E402
-
-
-def factory(name: str) -> str:
-    """The SOURCE string for a tiny model's factory."""
-    return f"{TINY}:{name}"
+from tiny_models import factory  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,5 +20,5 @@ def cnn_bundles(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("cnn") / "bundles"
     pipeline.run(pipeline.Request(source=factory("cnn"), out=out,
-                                  input_shapes=tuple(tiny_models.MODELS["cnn"][1])))
+                                  input_shapes=tuple(tiny_models.MODELS["cnn"][1]), summary=False))
     return out

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, TINY, factory
+from tiny_models import ROOT, TINY, factory
 
 from edgepress import cli
 

@@ -1,8 +1,18 @@
 """Tiny models the tests load as factories (`tests/tiny_models.py:cnn`). Seeded, so every
 factory call builds the same weights."""
 
+from pathlib import Path
+
 import torch
 from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "tiny_models.py"
+
+
+def factory(name: str) -> str:
+    """The SOURCE string for a tiny model's factory."""
+    return f"{TINY}:{name}"
 
 
 class TinyCNN(nn.Module):

@@ -93,7 +93,7 @@ def _factory(source, weights, given, trust_pickle) -> Loaded:
                         f"torch.nn.Module")
     prov = {"kind": "factory", "path": source}
     if weights is not None:
-        prov["weights"] = _load_weights(model, Path(weights))
+        prov["weights"] = _load_weights(model, Path(weights), trust_pickle)
     names = list(inspect.signature(model.forward).parameters)
     specs = shapes.resolve(names, given, declared={}, what=f"factory {source!r}")
     return Loaded("factory", source, specs, model=model.eval(), provenance=prov)
@@ -138,13 +138,13 @@ def _import_module(name: str):
             from None
 
 
-def _load_weights(model, path: Path) -> dict:
+def _load_weights(model, path: Path, trust_pickle: bool = False) -> dict:
     """Loads a state dict strictly into `model`; returns provenance for the manifest."""
     import torch
 
     if not path.is_file():
         raise UserError(f"weights file {str(path)!r} does not exist")
-    state = _read_state_dict(path)
+    state = _read_state_dict(path, trust_pickle)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -159,7 +159,7 @@ def _load_weights(model, path: Path) -> dict:
     return {"path": str(path), "sha256": sha256_file(path), "tensors": len(state)}
 
 
-def _read_state_dict(path: Path) -> dict:
+def _read_state_dict(path: Path, trust_pickle: bool = False) -> dict:
     import torch
 
     if path.suffix == ".safetensors":
@@ -174,16 +174,37 @@ def _read_state_dict(path: Path) -> dict:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for code-carrying pickles, RuntimeError for junk
-        why = ("it holds objects other than tensors, and unpickling them could execute code"
-               if "weights_only" in str(e) or "Unsupported global" in str(e)
-               else f"not a readable torch state dict ({type(e).__name__})")
-        raise UserError(f"weights {str(path)!r} refused: {why}; save a state dict of tensors "
-                        f"or use .safetensors") from None
+        unsafe = "weights_only" in str(e) or "Unsupported global" in str(e)
+        if unsafe and trust_pickle:
+            state = _unpickle(path)
+        else:
+            why = ("it holds objects other than tensors, and unpickling them could execute code "
+                   "(pass --trust-pickle only if you made or fully trust this file)" if unsafe
+                   else f"not a readable torch state dict ({type(e).__name__})")
+            raise UserError(f"weights {str(path)!r} refused: {why}; save a state dict of "
+                            f"tensors or use .safetensors") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # the common {"state_dict": ..., "epoch": ...} checkpoint
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"weights {str(path)!r} are not a state dict (name -> tensor)")
     return state
+
+
+TRUST_PICKLE_WARNING = ("--trust-pickle: unpickled {path}; unpickling runs any code the file "
+                        "carries, so do this only for files you made or fully trust")
+
+
+def _unpickle(path: Path):
+    """The one place edgepress unpickles, and only behind --trust-pickle."""
+    import sys
+
+    import torch
+
+    print(f"warning: {TRUST_PICKLE_WARNING.format(path=path)}", file=sys.stderr)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise UserError(f"{str(path)!r} cannot be unpickled ({_first_line(e)})") from None
 
 
 # ---- TorchScript and ExportedProgram --------------------------------------------------------
@@ -193,9 +214,12 @@ def _torchscript(source, weights, given, trust_pickle) -> Loaded:
 
     path = Path(source)
     if not _is_torchscript_archive(path):
+        if trust_pickle:
+            return _pickled_module(source, given)
         raise UserError(f"{source!r} is not a TorchScript archive (torch.jit.save); a pickled "
                         f"model is refused because loading it could execute code: use a factory "
-                        f"with --weights, an ExportedProgram (.pt2) or TorchScript")
+                        f"with --weights, an ExportedProgram (.pt2) or TorchScript (or "
+                        f"--trust-pickle for a file you made or fully trust)")
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:
@@ -206,6 +230,20 @@ def _torchscript(source, weights, given, trust_pickle) -> Loaded:
     model, note = _script_to_module(module, specs)
     return Loaded("torchscript", source, specs, model=model, notes=[note],
                   provenance={"path": source, "sha256": sha256_file(path)})
+
+
+def _pickled_module(source: str, given) -> Loaded:
+    """A whole module saved with torch.save (a pickle): only with --trust-pickle."""
+    import torch
+
+    model = _unpickle(Path(source))
+    if not isinstance(model, torch.nn.Module):
+        raise UserError(f"{source!r} unpickled to {type(model).__name__}, not a torch.nn.Module")
+    names = list(inspect.signature(model.forward).parameters)
+    specs = shapes.resolve(names, given, declared={}, what=f"pickled model {source!r}")
+    return Loaded("pickle", source, specs, model=model.eval(),
+                  notes=[TRUST_PICKLE_WARNING.format(path=source)],
+                  provenance={"kind": "pickle", "path": source, "sha256": sha256_file(Path(source))})
 
 
 def _is_torchscript_archive(path: Path) -> bool:
@@ -289,9 +327,12 @@ def _hf(source, weights, given, trust_pickle) -> Loaded:
     import json
 
     directory = Path(source)
-    if not (directory / "model.safetensors").is_file():
+    safetensors = (directory / "model.safetensors").is_file()
+    pickled = trust_pickle and (directory / "pytorch_model.bin").is_file()
+    if not safetensors and not pickled:
         raise UserError(f"model directory {source!r} has no model.safetensors (pickled "
-                        f"pytorch_model.bin is refused: loading it could execute code)")
+                        f"pytorch_model.bin is refused: loading it could execute code; "
+                        f"--trust-pickle allows it)")
     try:
         import transformers
     except ImportError:
@@ -301,7 +342,7 @@ def _hf(source, weights, given, trust_pickle) -> Loaded:
         config = json.loads((directory / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{source}/config.json is not valid JSON ({e})") from None
-    model = _hf_model(transformers, directory, config)
+    model = _hf_model(transformers, directory, config, use_safetensors=safetensors)
     seq = min(128, int(config.get("max_position_embeddings", 128)))
     declared = {"input_ids": ((1, seq), "int64"), "attention_mask": ((1, seq), "int64")}
     specs = shapes.resolve(["input_ids", "attention_mask"], given, declared, what=source)
@@ -310,17 +351,20 @@ def _hf(source, weights, given, trust_pickle) -> Loaded:
     return Loaded("hf", source, specs, model=model, extra_files=extra,
                   int_high={"input_ids": vocab, "attention_mask": 2},
                   provenance={"path": source,
-                              "sha256": sha256_file(directory / "model.safetensors"),
+                              "sha256": sha256_file(directory / ("model.safetensors"
+                                                                 if safetensors else
+                                                                 "pytorch_model.bin")),
                               "architecture": (config.get("architectures") or ["AutoModel"])[0]})
 
 
-def _hf_model(transformers, directory: Path, config: dict):
+def _hf_model(transformers, directory: Path, config: dict, use_safetensors: bool = True):
     import torch
 
     arch = (config.get("architectures") or ["AutoModel"])[0]
     cls = getattr(transformers, arch, None) or transformers.AutoModel
     try:
-        inner = cls.from_pretrained(str(directory), local_files_only=True, use_safetensors=True)
+        inner = cls.from_pretrained(str(directory), local_files_only=True,
+                                    use_safetensors=use_safetensors)
     except Exception as e:
         raise UserError(f"model directory {str(directory)!r} cannot be loaded by transformers "
                         f"({_first_line(e)})") from None
@@ -347,7 +391,11 @@ def _onnx(source, weights, given, trust_pickle) -> Loaded:
     path = Path(source)
     try:
         model = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(model)
+    except Exception as e:
+        raise UserError(f"{source!r} is not a valid ONNX model ({_first_line(e)})") from None
+    _check_external_data(model, path)
+    try:  # by path: external data is checked relative to the model's folder, not the cwd
+        onnx.checker.check_model(str(path))
     except Exception as e:
         raise UserError(f"{source!r} is not a valid ONNX model ({_first_line(e)})") from None
     inits = {i.name for i in model.graph.initializer}
@@ -362,6 +410,25 @@ def _onnx(source, weights, given, trust_pickle) -> Loaded:
     specs = shapes.resolve(list(declared), given, declared, what=f"ONNX model {source!r}")
     return Loaded("onnx", source, specs, onnx_path=path,
                   provenance={"path": source, "sha256": sha256_file(path)})
+
+
+def _check_external_data(model, path: Path) -> None:
+    """Weights stored outside the .onnx file must lie in its folder: a location like
+    ../../etc/passwd or an absolute path (or a link pointing out) would make loading read
+    arbitrary files."""
+    folder = path.resolve().parent
+    for tensor in model.graph.initializer:
+        entries = {e.key: e.value for e in tensor.external_data}
+        if tensor.data_location != 1 and "location" not in entries:  # 1: TensorProto.EXTERNAL
+            continue
+        location = entries.get("location", "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise UserError(f"{str(path)!r}: external data {location!r} of tensor "
+                            f"{tensor.name!r} is outside the model's folder (refused)")
+        if not target.is_file():
+            raise UserError(f"{str(path)!r}: external data file {location!r} of tensor "
+                            f"{tensor.name!r} is missing")
 
 
 KINDS = {"factory": _factory, "torchscript": _torchscript, "exported-program": _exported,

@@ -70,6 +70,7 @@ class Request:
     distill_features: tuple = ()  # "student.layer=teacher.layer"
     distill_patience: int = 0
     distill_checkpoint: str | None = None  # folder for resumable checkpoints
+    trust_pickle: bool = False  # allow pickled weights/models (they can execute code)
     summary: bool = True  # measure every bundle into summary.md / summary.json
 
     @property
@@ -114,7 +115,7 @@ def run(req: Request) -> list[Result]:
         raise UserError("no output folder: give --out DIR (or [export] out in the recipe)")
     req = replace(req, out=Path(req.out))
     atomic.refuse_existing(req.out, req.overwrite)
-    loaded = load.apply(req.source, req.weights, req.input_shapes)
+    loaded = load.apply(req.source, req.weights, req.input_shapes, req.trust_pickle)
     teacher = _split_teacher(req, loaded)  # kept before pruning changes loaded.model
     pruned = _prune(req, loaded)  # before golden outputs: bundles verify against the pruned model
     distilled = _distill(req, loaded, teacher)

@@ -2,7 +2,7 @@
 
 Every `compress` flag has a recipe key, and a flag given on the command line overrides the file:
 
-    [model]    source, weights, input_shape
+    [model]    source, weights, input_shape, trust_pickle
     [data]     calib, calib_samples, eval, train, val, image_size, image_mean, image_std, image_layout
     [prune]    method (--prune), importance, scope, round_to, skip, layers
     [distill]  method (--distill), teacher, student, epochs, batch_size, lr, optimizer, schedule,
@@ -35,6 +35,7 @@ KEYS = {
         "source": ("source", "SOURCE", "data"),
         "weights": ("weights", "--weights", "path"),
         "input_shape": ("input_shapes", "--input-shape", "[str]"),
+        "trust_pickle": ("trust_pickle", "--trust-pickle", "bool"),
     },
     "data": {
         "calib": ("calib", "--calib", "data"),

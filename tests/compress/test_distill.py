@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from tiny_models import ROOT
 
 from edgepress.compress import distill
 from edgepress.errors import UserError

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TINY
+from tiny_models import TINY
 
 from edgepress import cli
 from edgepress.compress import pipeline, recipe
@@ -168,7 +168,7 @@ def test_unknown_distill_method(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["digits", "mobilenet_v2"])
 def test_shipped_recipes_parse(name):
-    from conftest import ROOT
+    from tiny_models import ROOT
 
     fields = recipe.load(ROOT / "examples" / name / "recipe.toml")
     req = pipeline.Request(**fields)

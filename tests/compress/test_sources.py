@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, factory
+from tiny_models import TINY, factory
 
 import tiny_models
 from edgepress.compress import load, pipeline

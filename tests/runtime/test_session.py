@@ -6,7 +6,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from tiny_models import ROOT
 
 from edgepress.errors import UserError
 from edgepress.runtime import artifact, verify
