@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from edgepress import __version__
@@ -56,6 +58,9 @@ def _add_compress_flags(p):
                    "(TorchScript), .pt2, a Hugging Face-style directory, or .onnx")
     p.add_argument("--recipe", type=Path, help="a TOML recipe; flags given here override it")
     p.add_argument("--weights", help=".safetensors or state-dict .pt for a factory source")
+    p.add_argument("--trust-pickle", action="store_true", default=None,
+                   help="allow pickled weights or models: unpickling runs any code the file "
+                        "carries, so only for files you made or fully trust")
     p.add_argument("--input-shape", action="append", metavar="[NAME=]DIMS[:DTYPE]",
                    help="e.g. 1,3,224,224 or input_ids=1,128:int64 (repeat for several inputs)")
     p.add_argument("--format", help="comma-separated: onnx,tflite (default both)")
@@ -736,8 +741,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    # SIGTERM (a service manager, `timeout`, CI) unwinds like Ctrl-C, so temp outputs are
+    # removed and nothing half-written remains; SIGKILL cannot be caught (see atomic.recover).
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
