@@ -346,10 +346,13 @@ def _quant_data(req, loaded):
     from edgepress.compress import calibrate, quantize
 
     if not req.quantize:
-        if (req.calib and not req.prune) or req.eval or req.max_drop is not None:
-            raise UserError("--calib, --eval and --max-drop apply to quantized bundles: add "
+        if (req.calib and not req.prune) or req.max_drop is not None:
+            raise UserError("--calib and --max-drop apply to quantized bundles: add "
                             "--quantize int8|dynamic|weight-int8|fp16")
-        return None, None
+        # --eval alone still measures every bundle's accuracy in the summary
+        held_out = calibrate.open_data(req.eval, loaded.inputs, None, req.image_preprocess) \
+            if req.eval else None
+        return None, held_out
     for p in req.quantize:
         for fmt in req.formats:
             if (fmt, p) not in quantize.METHODS:
