@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ REMOTE_SCRIPT = Path(__file__).with_name("remote.py")
 # What the device says about itself; runs on its python3 before anything is written there.
 _FACTS = """
 import json, os, platform, shutil, sys
-p = os.path.expanduser("~/%s")
+p = os.path.expanduser("~/ROOT")
 while not os.path.isdir(p):
     p = os.path.dirname(p)
 try:
@@ -46,10 +45,11 @@ try:
     has_venv = True
 except ImportError:
     has_venv = False
-print(json.dumps({"python": "%%d.%%d" %% sys.version_info[:2], "machine": platform.machine(),
+print(json.dumps({"python": "{}.{}".format(*sys.version_info[:2]),
+                  "machine": platform.machine(),
                   "free_bytes": shutil.disk_usage(p).free, "venv": has_venv,
                   "sha256sum": shutil.which("sha256sum") is not None}))
-""" % REMOTE_ROOT
+""".replace("ROOT", REMOTE_ROOT)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,8 @@ class Connection:
         """(exit status, stdout, stderr) of a command run by the login shell in the home dir."""
         try:
             _, out, err = self.client.exec_command(command)
-            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+            stdout = out.read().decode(errors="replace")
+            stderr = err.read().decode(errors="replace")
             status = out.channel.recv_exit_status()
         except (OSError, EOFError, _ssh_error()) as e:
             raise UserError(f"lost the SSH connection to {self.target}: {e}") from None
@@ -128,7 +129,7 @@ def _connect(target: Target, identity, known_hosts, timeout: float):
         import paramiko
     except ImportError:
         raise UserError("deploy needs paramiko: pip install 'edgepress[deploy]'") from None
-    known = Path(known_hosts).expanduser() if known_hosts else Path("~/.ssh/known_hosts").expanduser()
+    known = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
     if not known.is_file():
         raise UserError(f"known_hosts file {str(known)!r} does not exist: add the device's host "
                         f"key to it (check its fingerprint) or pass --known-hosts FILE")
@@ -157,7 +158,7 @@ def _connect(target: Target, identity, known_hosts, timeout: float):
             raise UserError(f"host key of {where} is not in {str(known)!r}: refusing to connect "
                             f"(add it after checking its fingerprint)") from None
         raise UserError(f"SSH to {where} failed: {e}") from None
-    except (OSError, socket.timeout) as e:
+    except OSError as e:  # refused, unreachable, timed out (socket.timeout is an OSError)
         raise UserError(f"cannot reach {where}: {getattr(e, 'strerror', None) or e}") from None
     return client
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from edgepress.errors import UserError
 from edgepress.devices import profile as profiles
 from edgepress.devices.profile import INT8_PRECISIONS, Cores, Profile
+from edgepress.errors import UserError
 from edgepress.runtime import artifact, fingerprint
 
 # Resident memory of a process that has imported Python, numpy and the engine, before any model:
@@ -173,8 +173,9 @@ def _assumptions(device: Profile, precision: str, threads: int, source: str) -> 
     return [
         f"{device.formula(precision)}; {threads} thread(s) on the fastest cores, scaling linearly",
         f"{kind} kernels; sustained bandwidth {device.bandwidth_gbs:g} GB/s (profile)",
-        "per layer: max(compute, bytes moved / bandwidth); weights read once per inference; "
-        "elementwise layers and dispatch overheads are not counted, except through the efficiency",
+        ("per layer: max(compute, bytes moved / bandwidth); weights read once per inference; "
+         "elementwise layers and dispatch overheads are not counted, except through the "
+         "efficiency"),
         f"efficiency {source}, assumed to carry over to the device",
         "memory: model file + the largest layer's activations + engine overhead (a lower bound)",
     ]

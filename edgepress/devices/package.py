@@ -161,7 +161,8 @@ def _name(req: str) -> str:
     return req.split(";")[0].split("<")[0].split("=")[0].split(">")[0].strip()
 
 
-def fetch_wheels(device: Profile, python: str, engine: str, cache: Path | None = None) -> list[Path]:
+def fetch_wheels(device: Profile, python: str, engine: str,
+                 cache: Path | None = None) -> list[Path]:
     """The wheels for (arch, glibc, Python, engine), downloaded once into the cache."""
     key = f"{device.arch}-glibc{device.glibc}-cp{python.replace('.', '')}-{engine}"
     if device.system_packages:
@@ -180,7 +181,7 @@ def _download(device: Profile, python: str, reqs: list[str], target: Path) -> No
            *platforms, "--python-version", python, "--implementation", "cp", "--dest", str(tmp),
            *reqs]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             last = [ln for ln in proc.stderr.strip().splitlines() if "ERROR" in ln] or \
                    proc.stderr.strip().splitlines() or ["no output"]
@@ -221,7 +222,7 @@ def _build_wheel(sources: list[Path], target: Path) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                                "--no-build-isolation", "--wheel-dir", str(tmp), src],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             raise UserError(f"cannot build edgepress's wheel: "
@@ -257,21 +258,25 @@ install() {{
   [ -f venv/.complete ] && return 0
   rm -rf venv  # an install cut off midway is redone from scratch
   "$PY" -m venv {system} venv
-  venv/bin/python -m pip install --quiet --no-index --find-links wheels --disable-pip-version-check wheels/*.whl
+  venv/bin/python -m pip install --quiet --no-index --find-links wheels \
+    --disable-pip-version-check wheels/*.whl
   touch venv/.complete
 }}
 
 ep() {{ venv/bin/python -m edgepress.cli "$@"; }}
+
+bench() {{
+  mkdir -p reports
+  ep bench bundle --engine "$ENGINE" --threads "$THREADS" --out reports/bench.json --overwrite "$@"
+}}
 
 cmd=${{1:-all}}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   install) install ;;
   verify) install; ep verify bundle --engine "$ENGINE" --threads "$THREADS" --json ;;
-  bench) install; mkdir -p reports
-         ep bench bundle --engine "$ENGINE" --threads "$THREADS" --out reports/bench.json --overwrite "$@" ;;
-  all) install; ep verify bundle --engine "$ENGINE" --threads "$THREADS"
-       mkdir -p reports; ep bench bundle --engine "$ENGINE" --threads "$THREADS" --out reports/bench.json --overwrite ;;
+  bench) install; bench "$@" ;;
+  all) install; ep verify bundle --engine "$ENGINE" --threads "$THREADS"; bench ;;
   *) echo "usage: sh run.sh [install|verify|bench|all]" >&2; exit 2 ;;
 esac
 """

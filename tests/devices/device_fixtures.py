@@ -1,5 +1,6 @@
-"""Fixtures for device tests: a wheel cache seeded with stand-in wheels, so packaging is tested
-without downloading anything (the `arm` tests download the real ones)."""
+"""A fixture for device tests: a wheel cache seeded with stand-in wheels, so packaging is tested
+without downloading anything (the `arm` tests download the real ones). Imported by the test
+modules: a conftest.py here would shadow tests/conftest.py, which other tests import by name."""
 
 import zipfile
 
@@ -30,13 +31,3 @@ def wheel_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEPRESS_WHEEL_CACHE", str(cache))
     return cache
 
-
-def pytest_collection_modifyitems(config, items):
-    """The emulated-Arm tests run only when asked for (`-m arm`, CI's own step): building the
-    device takes minutes the default run does not have."""
-    if "arm" in (config.getoption("markexpr") or ""):
-        return
-    skip = pytest.mark.skip(reason="emulated aarch64 device: run with `pytest -m arm tests/devices`")
-    for item in items:
-        if "arm" in item.keywords:
-            item.add_marker(skip)

@@ -119,6 +119,12 @@ up() {
 down() {
   local pidfile=$R/run/sshd-ci.pid
   if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
+  # what the device still runs (e.g. a pip left by a test's dropped connection): only processes
+  # whose root is this rootfs, by pid, so the mounts below can go
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/root" 2>/dev/null)" = "$R" ] && kill "${p#/proc/}" 2>/dev/null || true
+  done
+  sleep 1
   grep -q "$R/proc/cpuinfo " /proc/mounts && umount "$R/proc/cpuinfo" || true
   mountpoint -q "$R/sys" && umount -R "$R/sys" || true
   mountpoint -q "$R/proc" && umount "$R/proc" || true

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from device_fixtures import wheel_cache  # noqa: F401 - the fixture, used via pytestmark
 
 from edgepress.cli import main
 from edgepress.devices import deploy
@@ -17,6 +18,8 @@ from edgepress.runtime import bench, report
 
 GOOD_FACTS = {"python": "3.11", "machine": "aarch64", "free_bytes": 10 * 2**30, "venv": True,
               "sha256sum": True}
+
+pytestmark = pytest.mark.usefixtures("wheel_cache")  # never download in these tests
 
 
 class StandInDevice:
@@ -49,7 +52,8 @@ class StandInDevice:
             shutil.copy(self.report_file, release / "reports" / "bench.json")
             return 0, "", ""
         proc = subprocess.run(["sh", "-c", command], cwd=self.home, capture_output=True,
-                              text=True, env={"HOME": str(self.home), "PATH": "/usr/bin:/bin"})
+                              text=True, env={"HOME": str(self.home), "PATH": "/usr/bin:/bin"},
+                              check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
     def put(self, local, remote):
@@ -98,7 +102,7 @@ def _current(home: Path) -> str:
 
 
 def test_deploy_installs_verifies_switches_and_brings_the_report_back(
-        cnn_bundles, wheel_cache, device_report, tmp_path):
+        cnn_bundles, device_report, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     first = _deploy(cnn_bundles / "onnx-fp32", StandInDevice(home, device_report))
@@ -114,7 +118,7 @@ def test_deploy_installs_verifies_switches_and_brings_the_report_back(
 @pytest.mark.parametrize("drop_on", ["put edgepress/incoming", "remote.py unpack",
                                      "run.sh install", "run.sh verify", "remote.py activate"])
 def test_connection_lost_midway_leaves_the_previous_install_current(
-        drop_on, cnn_bundles, wheel_cache, device_report, tmp_path):
+        drop_on, cnn_bundles, device_report, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     old = _deploy(cnn_bundles / "onnx-fp32", StandInDevice(home, device_report)).release
@@ -137,8 +141,7 @@ def test_connection_lost_midway_leaves_the_previous_install_current(
     ({"machine": "x86_64"}, "is x86_64, but device profile 'rpi4' is aarch64"),
     ({"free_bytes": 2048}, r"has 2 KiB free under ~/edgepress; the install needs \d+ KiB"),
 ])
-def test_checks_fail_before_anything_is_written(facts, message, cnn_bundles, wheel_cache,
-                                               device_report, tmp_path):
+def test_checks_fail_before_anything_is_written(facts, message, cnn_bundles, device_report, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     dev = StandInDevice(home, device_report, facts=facts)
@@ -148,8 +151,7 @@ def test_checks_fail_before_anything_is_written(facts, message, cnn_bundles, whe
     assert dev.puts == [] and list(home.iterdir()) == []
 
 
-def test_a_bundle_failing_verification_never_becomes_current(cnn_bundles, wheel_cache,
-                                                            device_report, tmp_path):
+def test_a_bundle_failing_verification_never_becomes_current(cnn_bundles, device_report, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     old = _deploy(cnn_bundles / "onnx-fp32", StandInDevice(home, device_report)).release
@@ -178,8 +180,8 @@ def _closed_port() -> int:
     (["--device", "android-flagship"], "no CPython wheels"),
     (["--device", "rpi4", "--known-hosts", "/nonexistent/known_hosts"],
      "known_hosts file '/nonexistent/known_hosts' does not exist"),
-    (["--device", "rpi4", "--identity", "/nonexistent/key"], "--identity '/nonexistent/key' "
-                                                             "does not exist"),
+    (["--device", "rpi4", "--identity", "/nonexistent/key"],
+     "--identity '/nonexistent/key' does not exist"),
     (["--device", "rpi4"], "cannot reach pi@127.0.0.1:"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, message, cnn_bundles, tmp_path, capsys):

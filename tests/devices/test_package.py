@@ -9,10 +9,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from device_fixtures import wheel_cache  # noqa: F401 - the fixture, used via pytestmark
 
 from edgepress.cli import main
 from edgepress.devices import package, profile, remote
 from edgepress.errors import UserError
+
+pytestmark = pytest.mark.usefixtures("wheel_cache")  # never download in these tests
+REAL_EDGEPRESS_WHEEL = package.edgepress_wheel  # before the fixture stands it in
 
 
 def _tiny_ram(tmp_path, mb: int) -> str:
@@ -23,8 +27,7 @@ def _tiny_ram(tmp_path, mb: int) -> str:
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
-def test_package_holds_bundle_wheels_script_and_checksums(fmt, cnn_bundles, wheel_cache,
-                                                          tmp_path):
+def test_package_holds_bundle_wheels_script_and_checksums(fmt, cnn_bundles, tmp_path):
     out = tmp_path / f"{fmt}.tar.gz"
     pkg = package.build(cnn_bundles / f"{fmt}-fp32", profile.load("rpi4"), out)
     assert pkg.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
@@ -40,29 +43,29 @@ def test_package_holds_bundle_wheels_script_and_checksums(fmt, cnn_bundles, whee
     assert manifest["arch"] == "aarch64" and manifest["python"] == "3.11"
     assert manifest["install_bytes"] > sum((dest / "wheels" / w).stat().st_size
                                            for w in manifest["wheels"])
-    check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=dest)
+    check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=dest, check=False)
     assert check.returncode == 0
-    assert subprocess.run(["sh", "-n", str(dest / "run.sh")]).returncode == 0
+    assert subprocess.run(["sh", "-n", str(dest / "run.sh")], check=False).returncode == 0
 
 
-def test_same_bundle_same_device_same_sha256(cnn_bundles, wheel_cache, tmp_path):
+def test_same_bundle_same_device_same_sha256(cnn_bundles, tmp_path):
     a = package.build(cnn_bundles / "onnx-fp32", profile.load("rpi4"), tmp_path / "a.tar.gz")
     b = package.build(cnn_bundles / "onnx-fp32", profile.load("rpi4"), tmp_path / "b.tar.gz")
     assert a.sha256 == b.sha256  # a re-deploy of the same thing reuses the device's install
 
 
-def test_run_script_checks_every_file_before_running(cnn_bundles, wheel_cache, tmp_path):
+def test_run_script_checks_every_file_before_running(cnn_bundles, tmp_path):
     pkg = package.build(cnn_bundles / "onnx-fp32", profile.load("rpi4"), tmp_path / "p.tar.gz")
     dest = tmp_path / "x"
     remote.unpack(str(pkg.path), pkg.sha256, str(dest))
     (dest / "bundle" / "golden.npz").write_bytes(b"tampered")
     proc = subprocess.run(["sh", "run.sh", "install"], cwd=dest, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin"})
+                          env={"PATH": "/usr/bin:/bin"}, check=False)
     assert proc.returncode != 0 and "golden.npz: FAILED" in proc.stdout + proc.stderr
     assert not (dest / "venv").exists()  # nothing installed from a tampered package
 
 
-def test_model_larger_than_ram_is_refused_with_the_numbers(cnn_bundles, wheel_cache, tmp_path):
+def test_model_larger_than_ram_is_refused_with_the_numbers(cnn_bundles, tmp_path):
     out = tmp_path / "p.tar.gz"
     with pytest.raises(UserError, match=r"does not fit in tiny's RAM: needs [0-9.]+ MiB "
                                         r"\(weights .* KiB \+ activations .* KiB \+ onnxruntime "
@@ -75,8 +78,7 @@ def test_model_larger_than_ram_is_refused_with_the_numbers(cnn_bundles, wheel_ca
     ("android-mid", "onnx", "no CPython wheels for the engines"),
     ("rpi-zero2w", "onnx", "onnxruntime publishes no armv7l wheels"),
 ])
-def test_devices_without_wheels_are_refused(device, fmt, message, cnn_bundles, wheel_cache,
-                                            tmp_path, capsys):
+def test_devices_without_wheels_are_refused(device, fmt, message, cnn_bundles, tmp_path, capsys):
     out = tmp_path / "p.tar.gz"
     assert main(["package", str(cnn_bundles / f"{fmt}-fp32"), "--device", device,
                  "--out", str(out)]) == 2
@@ -84,7 +86,7 @@ def test_devices_without_wheels_are_refused(device, fmt, message, cnn_bundles, w
     assert message in err and err.count("\n") == 1 and not out.exists()
 
 
-def test_existing_output_needs_overwrite(cnn_bundles, wheel_cache, tmp_path):
+def test_existing_output_needs_overwrite(cnn_bundles, tmp_path):
     out = tmp_path / "p.tar.gz"
     out.write_bytes(b"keep me")
     with pytest.raises(UserError, match="already exists"):
@@ -99,12 +101,12 @@ def test_armv7l_device_brings_its_own_numpy():
 
 
 def test_edgepress_wheel_is_built_from_the_source_tree(tmp_path):
-    wheel = package.edgepress_wheel(tmp_path)
+    wheel = REAL_EDGEPRESS_WHEEL(tmp_path)
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
     assert {"edgepress/devices/remote.py", "edgepress/devices/profiles/rpi4.toml",
             "edgepress/runtime/session.py"} <= names
-    assert package.edgepress_wheel(tmp_path) == wheel  # cached by the sources' hash
+    assert REAL_EDGEPRESS_WHEEL(tmp_path) == wheel  # cached by the sources' hash
     assert not (package.ROOT / "build").exists()  # built from a copy, the checkout untouched
 
 

@@ -1,4 +1,4 @@
-"""Device profiles: the issue's devices, figures sourced in comments, peaks equal to their formula."""
+"""Device profiles: the issue's devices, figures sourced in comments, peaks equal their formula."""
 
 import re
 
