@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import factory
+from tiny_models import factory
 
 from edgepress import cli
 from edgepress.compress import accuracy, calibrate, load, quantize
@@ -78,6 +78,34 @@ def test_unknown_precision_and_missing_calibration(cnn_bundles, cnn_loaded, tmp_
         quantize.apply(job, quantize.QuantizeConfig("int8"))
     with pytest.raises(UserError, match="--calib-method 'kl'"):
         quantize.apply(job, quantize.QuantizeConfig("int8", calib_method="kl"))
+
+
+def _fake_speed(monkeypatch, ratios):
+    it = iter(ratios)
+    monkeypatch.setattr(quantize, "latency_ratio", lambda *a, **k: {
+        "ratio": next(it), "fp32_p50_ms": 1.0, "quantized_p50_ms": 1.0, "threads": 1})
+
+
+@pytest.mark.parametrize("ratios,keep_second", [((1.5, 0.8), True), ((1.5, 1.7), False)])
+def test_int8_slower_than_fp32_tries_other_activations(ratios, keep_second, monkeypatch,
+                                                       cnn_bundles, cnn_loaded, tmp_path):
+    _fake_speed(monkeypatch, ratios)  # timing is faked: what is tested is the decision
+    calib = calibrate.open_data(_cnn_npz(tmp_path / "c.npz"), cnn_loaded.inputs)
+    job = quantize.Job(cnn_loaded, "onnx", cnn_bundles / "onnx-fp32" / "model.onnx",
+                       tmp_path / "q.onnx", calib, {"x": torch.zeros(1, 3, 16, 16)},
+                       work=tmp_path / "w")
+    q = quantize.apply(job, quantize.QuantizeConfig("int8"))
+    first = quantize.int8_types("host")["activations"]
+    other = "int8" if first == "uint8" else "uint8"
+    assert q.figures["speed"]["tried"] == {first: ratios[0], other: ratios[1]}
+    assert q.figures["types"]["activations"] == (other if keep_second else first)
+    assert ("warning" in q.figures) == (not keep_second)
+    import onnx
+
+    zero_points = [t for t in onnx.load(str(q.path)).graph.initializer
+                   if t.name.endswith("zero_point") and t.dims == []]
+    stored = {onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in zero_points}
+    assert q.figures["types"]["activations"] in stored  # the file holds what figures say
 
 
 def test_target_isa_choice_is_explained():
