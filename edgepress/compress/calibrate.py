@@ -281,13 +281,19 @@ def _function_reader(source: str):
     def read():
         try:
             items = fn()
+        except Exception as e:  # noqa: BLE001 - user code: report it as the user's mistake
+            raise UserError(f"data function {source!r} raised {type(e).__name__}: {e}") from None
+        try:
             iterator = iter(items)
         except TypeError:
-            raise UserError(f"data function {source!r} must return an iterable of input dicts") \
-                from None
+            raise UserError(f"data function {source!r} must return an iterable of input dicts, "
+                            f"not {type(items).__name__}") from None
         for item in iterator:
-            label = item.pop("labels", None) if isinstance(item, dict) else None
-            yield item, label
+            if isinstance(item, dict) and "labels" in item:
+                item = dict(item)  # the caller's dict stays as it was
+                yield item, item.pop("labels")
+            else:
+                yield item, None
     return read
 
 
@@ -302,8 +308,9 @@ def _resolve(source: str):
             spec.loader.exec_module(module)
         else:
             module = importlib.import_module(target)
-    except (ImportError, FileNotFoundError) as e:
-        raise UserError(f"data function {source!r}: cannot import {target!r} ({e})") from None
+    except Exception as e:  # noqa: BLE001 - user code: any failure is the user's to fix
+        raise UserError(f"data function {source!r}: cannot import {target!r} "
+                        f"({type(e).__name__}: {e})") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise UserError(f"data function {source!r}: {target} has no callable {attr!r}")

@@ -208,7 +208,15 @@ def samples():
             for i in range(5))
 
 
+def not_iterable():
+    return 42
+
+
 def test_function_source_and_limit(cnn_loaded):
+    with pytest.raises(UserError, match="must return an iterable of input dicts, not int"):
+        calibrate.open_data(f"{__file__}:not_iterable", cnn_loaded.inputs).record()
+    with pytest.raises(UserError, match="has no callable 'nope'"):
+        calibrate.open_data(f"{__file__}:nope", cnn_loaded.inputs)
     data = calibrate.open_data(f"{__file__}:samples", cnn_loaded.inputs, limit=4)
     pairs = list(data.labelled())
     assert len(pairs) == 4 and [label for _, label in pairs] == [0, 1, 2, 3]
