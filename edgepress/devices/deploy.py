@@ -36,7 +36,7 @@ REMOTE_SCRIPT = Path(__file__).with_name("remote.py")
 
 # What the device says about itself; runs on its python3 before anything is written there.
 _FACTS = """
-import json, os, platform, shutil, sys
+import importlib.util, json, os, platform, shutil, sys
 p = os.path.expanduser("~/ROOT")
 while not os.path.isdir(p):
     p = os.path.dirname(p)
@@ -48,7 +48,8 @@ except ImportError:
 print(json.dumps({"python": "{}.{}".format(*sys.version_info[:2]),
                   "machine": platform.machine(),
                   "free_bytes": shutil.disk_usage(p).free, "venv": has_venv,
-                  "sha256sum": shutil.which("sha256sum") is not None}))
+                  "sha256sum": shutil.which("sha256sum") is not None,
+                  "system_numpy": importlib.util.find_spec("numpy") is not None}))
 """.replace("ROOT", REMOTE_ROOT)
 
 
@@ -224,6 +225,9 @@ def preflight(conn, prof: profile.Profile) -> dict:
                         f"python3-venv")
     if not facts["sha256sum"]:
         raise UserError(f"{conn.target} has no sha256sum (coreutils): packages are checked with it")
+    if "numpy" in prof.system_packages and not facts.get("system_numpy"):
+        raise UserError(f"{conn.target} has no numpy of its own, which {prof.name!r} needs (PyPI "
+                        f"has no {prof.arch} wheel): apt install python3-numpy")
     if facts["machine"] != prof.arch:
         raise UserError(f"{conn.target} is {facts['machine']}, but device profile {prof.name!r} "
                         f"is {prof.arch}: pick the matching --device")

@@ -177,7 +177,10 @@ def _download(device: Profile, python: str, reqs: list[str], target: Path) -> No
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     platforms = [a for tag in device.platform_tags() for a in ("--platform", tag)]
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+    # a device that brings packages itself (Debian's numpy on 32-bit Arm, which PyPI lacks) gets
+    # exactly the listed wheels: their dependencies on those packages are met on the device
+    no_deps = ["--no-deps"] if device.system_packages else []
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", *no_deps,
            *platforms, "--python-version", python, "--implementation", "cp", "--dest", str(tmp),
            *reqs]
     try:
@@ -258,7 +261,7 @@ install() {{
   [ -f venv/.complete ] && return 0
   rm -rf venv  # an install cut off midway is redone from scratch
   "$PY" -m venv {system} venv
-  venv/bin/python -m pip install --quiet --no-index --find-links wheels \
+  venv/bin/python -m pip install --quiet --no-index --find-links wheels \\
     --disable-pip-version-check wheels/*.whl
   touch venv/.complete
 }}

@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,26 @@ def test_cli_bad_input_is_one_line_exit_2(args, message, cnn_bundles, tmp_path, 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_32bit_arm_device_without_its_own_numpy_is_refused_first(cnn_bundles, device_report,
+                                                                 tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    dev = StandInDevice(home, device_report, facts={"machine": "armv7l", "system_numpy": False})
+    with pytest.raises(UserError, match="apt install python3-numpy"):
+        deploy.apply(cnn_bundles / "tflite-fp32", "ssh://pi@zero", "rpi-zero2w",
+                     connect=lambda *a: dev)
+    assert dev.puts == [] and list(home.iterdir()) == []
+
+
+def test_devices_modules_import_without_torch():
+    """The devices side runs where torch is not installed (a CI box deploying to a Pi)."""
+    code = ("import sys\n"
+            "for name in ('torch', 'edgepress.compress'):\n"
+            "    sys.modules[name] = None\n"
+            "from edgepress.devices import deploy, estimate, package, profile, remote\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
