@@ -159,7 +159,7 @@ def apply(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> Prune
         raise UserError(f"--prune {cfg.spec()}: the model has no Conv/Linear modules (an "
                         f"ExportedProgram or TorchScript source is a flat graph of ops): prune "
                         f"the factory source (module:function) instead")
-    skipped = _skipped(model, cfg, example)
+    skipped = skipped_layers(model, cfg, example)
     before = measure(model, example)
     extra = METHODS[cfg.method](model, cfg, example, skipped, data) or {}  # method's own figures
     try:
@@ -182,7 +182,7 @@ def apply(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> Prune
     return PruneResult(model.eval(), figures, example)
 
 
-def _skipped(model: nn.Module, cfg: PruneConfig, example: dict) -> dict:
+def skipped_layers(model: nn.Module, cfg: PruneConfig, example: dict) -> dict:
     """name -> why, for every module this run leaves alone; unknown names are an error."""
     names = dict(model.named_modules())
     unknown = [n for n in list(cfg.skip) + [n for n, _ in cfg.layer_ratios] if n not in names]

@@ -24,12 +24,13 @@ EVAL_LIMIT = 256  # samples per measurement: enough to rank layers, small enough
 
 def scan(model, example: dict, data, cfg: prune.PruneConfig, ratios=RATIOS,
          limit: int = EVAL_LIMIT) -> dict:
-    """{"metric", "baseline", "macs", "layers": [{"name", "trials": [{ratio, drop, macs_saved}]}]}"""
+    """{"metric", "baseline", "samples", "macs", "ratios", "skipped",
+        "layers": [{"name", "trials": [{ratio, drop (points), snr_db, macs_saved (fraction)}]}]}"""
     for r in ratios:
         if not 0.0 < r < 1.0:
             raise UserError(f"--prune-ratios: {r:g} must be between 0 and 1 (exclusive)")
     base_cfg = replace(cfg, method="channels", ratio=0.0)
-    skipped = prune._skipped(model, base_cfg, example)  # noqa: SLF001 - same rule as the stage
+    skipped = prune.skipped_layers(model, base_cfg, example)  # the same rule as the stage
     base_cfg = replace(base_cfg, skip=tuple(skipped), skip_defaults=False)
     metric = _Metric(model, data, limit)
     base = prune.measure(model, example)
