@@ -1,0 +1,160 @@
+"""build: the host side of the suite (imports torch). Every zoo model through edgepress's recipes,
+then each peer (peers.py) on the same fp32 model files and calibration samples; writes the bundles
+and WORK/build.json, the list of artifacts that run.py measures in a torch-free process.
+
+    python benchmarks/build.py --work DIR [--models digits,kws] [--recipes int8,pruned] ...
+
+Calibration: the digits model on its real calibration split (examples/digits/data/calib.npz); every
+other model on `random` (explicit: no real data exists for random weights), the same seed-0
+samples for edgepress and the peers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks import peers  # noqa: E402
+from benchmarks.models import MODELS, WEIGHTS  # noqa: E402
+from edgepress import shapes  # noqa: E402
+from edgepress.runtime import artifact  # noqa: E402
+
+DIGITS_DATA = ROOT / "examples" / "digits" / "data"
+FORMATS = ("onnx", "tflite")
+PRUNE = "channels:0.5"
+
+# recipe -> the pipeline.Request fields it sets. "int8" also yields the fp32 bundles; "kd" needs
+# training data, so only models with real data get it.
+RECIPES = {
+    "int8": {"quantize": ("int8",)},
+    "pruned": {"prune": PRUNE, "quantize": ("int8",)},
+    "kd": {"prune": PRUNE, "quantize": ("int8",), "distill": "logits"},
+}
+LABELS = {"int8": "int8", "pruned": "pruned50+int8", "kd": "pruned50+kd+int8"}
+
+
+def data_for(name: str, calib_samples: int) -> dict:
+    """Request fields for the model's data: real splits for digits, explicit random otherwise."""
+    if name != "digits":
+        return {"calib": "random", "calib_samples": calib_samples}
+    if not (DIGITS_DATA / "eval.npz").is_file():  # a clean clone: train.py writes weights + data
+        subprocess.run([sys.executable, str(ROOT / "examples/digits/train.py")], check=True)
+    return {"calib": str(DIGITS_DATA / "calib.npz"), "weights": WEIGHTS["digits"],
+            "train": str(DIGITS_DATA / "train.npz"), "val": str(DIGITS_DATA / "val.npz")}
+
+
+def run_recipe(name: str, recipe: str, out: Path, data: dict, epochs: int) -> None:
+    from edgepress.compress import pipeline
+
+    source, input_shapes = MODELS[name]
+    fields = {**RECIPES[recipe], **data}
+    if "distill" not in fields:
+        fields.pop("train", None), fields.pop("val", None)
+    pipeline.run(pipeline.Request(source=source, input_shapes=tuple(input_shapes), out=out,
+                                  overwrite=True, summary=False, distill_epochs=epochs, **fields))
+
+
+def entries(name: str, recipe: str, out: Path, base: Path, calib: str) -> list[dict]:
+    """One artifact per format (and the fp32 ones for the plain int8 recipe)."""
+    precisions = ("fp32", "int8") if recipe == "int8" else ("int8",)
+    return [{"model": name, "tool": "edgepress",
+             "recipe": LABELS[recipe] if p == "int8" else "fp32", "format": fmt, "precision": p,
+             "bundle": str(out / f"{fmt}-{p}"), "reference": str(base / f"{fmt}-fp32"),
+             "macs_of": str(out / f"{fmt}-fp32"), "calib": calib}
+            for fmt in FORMATS for p in precisions]
+
+
+def peer_entries(name: str, work: Path, data: dict) -> list[dict]:
+    base, rows = work / name / "int8", []
+    for peer, (_, fmt, _) in peers.PEERS.items():
+        row = {"model": name, "tool": peer, "recipe": "int8", "format": fmt,
+               "precision": "int8", "bundle": str(work / name / peer),
+               "reference": str(base / f"{fmt}-fp32"), "macs_of": str(base / f"{fmt}-fp32"),
+               "calib": describe_calib(data)}
+        t0 = time.time()
+        try:
+            record = peers.apply(peer, base / f"{fmt}-fp32", data["calib"],
+                                 data.get("calib_samples"), Path(row["bundle"]))
+            row["call"] = f"{record['call']} ({record['library']} {record['version']})"
+        except peers.Unavailable as e:
+            row["error"] = str(e)
+        print(f"  {name} {peer}: {row.get('error', 'ok')} ({time.time() - t0:.0f} s)",
+              flush=True)
+        rows.append(row)
+    return rows
+
+
+def describe_calib(data: dict) -> str:
+    if data["calib"] == "random":
+        return f"random ({data['calib_samples']} samples, seed 0)"
+    return f"{Path(data['calib']).name} (real, {Path(data['calib']).parent.parent.name})"
+
+
+def eval_data(name: str, work: Path, samples: int) -> str:
+    """Held-out data for accuracy/fidelity: the digits test split, else random inputs (seed 1,
+    never the calibration samples) written once as WORK/NAME/eval.npz."""
+    if name == "digits":
+        return str(DIGITS_DATA / "eval.npz")
+    bundle = artifact.open_bundle(work / name / "int8" / "onnx-fp32")
+    arrays = shapes.random_inputs(bundle.inputs, samples, seed=1)
+    path = work / name / "eval.npz"
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def build_model(name: str, recipes: list, work: Path, args) -> list[dict]:
+    data = data_for(name, args.calib_samples)
+    rows = []
+    for recipe in ["int8"] + [r for r in recipes if r != "int8"]:  # int8 first: the fp32 base
+        if recipe == "kd" and "train" not in data:
+            continue  # distillation needs real training data (random weights have none)
+        out, t0 = work / name / recipe, time.time()
+        made = entries(name, recipe, out, work / name / "int8", describe_calib(data))
+        try:
+            run_recipe(name, recipe, out, data, args.distill_epochs)
+        except Exception as e:
+            traceback.print_exc()
+            for row in made:
+                row["error"] = f"edgepress {recipe} failed: {type(e).__name__}: {str(e)[:160]}"
+            if recipe == "int8":
+                return made  # no fp32 base: nothing else can be built for this model
+        print(f"  {name} {LABELS[recipe]}: {time.time() - t0:.0f} s", flush=True)
+        rows += made
+    rows += peer_entries(name, work, data)
+    evaluation = eval_data(name, work, args.eval_samples)
+    for row in rows:
+        row.update(eval=evaluation, random_weights=name not in WEIGHTS)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--recipes", default=",".join(RECIPES), help=f"from {list(RECIPES)}")
+    ap.add_argument("--calib-samples", type=int, default=32, help="random calibration samples")
+    ap.add_argument("--eval-samples", type=int, default=32, help="random held-out samples")
+    ap.add_argument("--distill-epochs", type=int, default=20)
+    args = ap.parse_args(argv)
+    recipes = args.recipes.split(",")
+    rows = []
+    for name in args.models.split(","):
+        t0 = time.time()
+        rows += build_model(name, recipes, args.work, args)
+        print(f"built {name} in {time.time() - t0:.0f} s", flush=True)
+    (args.work / "build.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""peers: what a user would run instead of edgepress, each called the way its documentation shows,
+with its defaults, on the very fp32 model file and calibration samples edgepress used.
+
+- ort-default: onnxruntime.quantization.quantize_static(model, out, reader), nothing else set
+  (QDQ, per-tensor s8 weights, s8 activations, MinMax). ORT's docs suggest quant_pre_process first;
+  a defaults user skips it, so it is skipped here.
+- nncf: nncf.quantize(onnx_model, nncf.Dataset(samples)) on the ONNX model, defaults (preset
+  PERFORMANCE, subset 300, fast bias correction). A benchmarks-only dependency
+  (benchmarks/requirements.txt); absent, its rows say so.
+- aeq-default: AI Edge Quantizer's static int8 recipe (recipe.static_wi8_ai8: int8 per-channel
+  weights, int8 per-tensor activations, min/max) on the litert-torch fp32 .tflite, calibrate then
+  quantize, as its README shows.
+
+Each peer's model becomes a bundle beside edgepress's (the fp32 bundle's golden data and manifest,
+the peer's model file and what was called), so `edgepress bench` measures it identically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from edgepress.compress import calibrate
+from edgepress.runtime import artifact
+from edgepress.runtime.session import Session
+
+
+class Unavailable(Exception):
+    """The peer cannot run here (not installed, or it failed): the reason goes into the table."""
+
+
+def apply(name: str, fp32_bundle: Path, calib_source: str, calib_samples: int | None,
+          out: Path) -> dict:
+    """Quantizes `fp32_bundle`'s model with peer `name` into the bundle `out`; returns its record
+    (library, version, call). Raises Unavailable with the reason when the peer cannot run."""
+    tool, fmt, package = PEERS[name]
+    bundle = artifact.open_bundle(fp32_bundle)
+    assert bundle.format == fmt, (name, bundle.format)
+    data = calibrate.open_data(calib_source, bundle.inputs, calib_samples)  # seed 0 = edgepress's
+    feeds = [_as_declared(bundle.model_path, s) for s in data.samples()]
+    staged = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(bundle.path, staged, ignore=shutil.ignore_patterns("model.*", "manifest.*"))
+    try:
+        call = tool(bundle.model_path, feeds, staged / bundle.model_path.name)
+    except Unavailable:
+        shutil.rmtree(staged)
+        raise
+    except Exception as e:  # a peer that crashes on a zoo model is a result, not our crash
+        shutil.rmtree(staged)
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise Unavailable(f"{package} failed: {type(e).__name__}: {first}") from None
+    record = {"peer": name, "library": package, "version": _version(package), "call": call,
+              "calibration": data.record()}
+    _write_manifest(bundle, staged, record)
+    shutil.rmtree(out, ignore_errors=True)
+    staged.rename(out)
+    return record
+
+
+def _as_declared(model_path: Path, sample: dict) -> dict:
+    """A sample cast to what the model file takes (LiteRT's int32 ids for torch's int64)."""
+    if not hasattr(_as_declared, "cache"):
+        _as_declared.cache = {}
+    if model_path not in _as_declared.cache:
+        _as_declared.cache[model_path] = {s.name: s.dtype for s in Session(model_path).inputs}
+    want = _as_declared.cache[model_path]
+    return {k: np.ascontiguousarray(v.astype(want.get(k, v.dtype))) for k, v in sample.items()}
+
+
+def _write_manifest(fp32, where: Path, record: dict) -> None:
+    manifest = json.loads((fp32.path / artifact.MANIFEST).read_text())
+    model = where / fp32.model_path.name
+    manifest.update(precision="int8", model_sha256=artifact.sha256_file(model),
+                    model_size_bytes=model.stat().st_size)
+    manifest["recipe"] = {"peer": record["peer"], "call": record["call"]}
+    manifest["stages"]["quantize"] = record
+    manifest["calibration"] = record["calibration"]
+    artifact.write_manifest(where / artifact.MANIFEST, manifest)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+# ---- the peers: each takes (fp32 model file, calibration feeds, output file) -> the call made ----
+
+def _ort_default(src: Path, feeds: list, dst: Path) -> str:
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(feeds)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantize_static(str(src), str(dst), Reader())
+    return "onnxruntime.quantization.quantize_static(model, out, reader)  # all defaults"
+
+
+def _nncf(src: Path, feeds: list, dst: Path) -> str:
+    try:
+        import nncf
+    except ImportError:
+        raise Unavailable("nncf not installed (pip install -r benchmarks/requirements.txt)") \
+            from None
+    import onnx
+
+    quantized = nncf.quantize(onnx.load(str(src)), nncf.Dataset(feeds))
+    onnx.save(quantized, str(dst))
+    return "nncf.quantize(onnx_model, nncf.Dataset(samples))  # all defaults"
+
+
+def _aeq_default(src: Path, feeds: list, dst: Path) -> str:
+    from ai_edge_quantizer import quantizer, recipe
+
+    q = quantizer.Quantizer(str(src), recipe.static_wi8_ai8())
+    with contextlib.redirect_stdout(io.StringIO()):
+        ranges = q.calibrate({"serving_default": feeds})
+        result = q.quantize(ranges, enable_progress_report=False)
+    dst.write_bytes(bytes(result.quantized_model))
+    return ("ai_edge_quantizer.quantizer.Quantizer(fp32.tflite, recipe.static_wi8_ai8())"
+            ".calibrate(...) then .quantize(...)")
+
+
+# name -> (function, format it quantizes, package); the table's order
+PEERS = {
+    "ort-default": (_ort_default, "onnx", "onnxruntime"),
+    "nncf": (_nncf, "onnx", "nncf"),
+    "aeq-default": (_aeq_default, "tflite", "ai-edge-quantizer"),
+}

@@ -1,0 +1,165 @@
+"""The benchmark suite: every zoo model through edgepress's recipes and through the peers users
+would pick instead, all measured by `edgepress bench` in the same run, on the same machine.
+
+    python benchmarks/run.py            # the full suite -> benchmarks/results/
+    python benchmarks/run.py --quick    # a subset in under 3 minutes -> benchmarks/results/quick/
+
+Recipes (both formats): fp32; int8; 50% channel pruned + int8; pruned + distilled + int8 where
+real data exists (digits). Peers (peers.py): onnxruntime's quantize_static with its defaults, NNCF's
+ONNX PTQ (a benchmarks-only dependency, benchmarks/requirements.txt), AI Edge Quantizer's default
+static int8 recipe on the litert-torch fp32 model. Each artifact is benchmarked with 1 and 2
+threads. Writes summary.md, summary.json, the bench reports (reports/), fingerprint.json and two
+plots into the results folder. Building (torch) runs in a child process (build.py); this process
+measures, and never imports torch.
+
+The last line:
+`suite: models=<n> artifacts=<n> vs_ort_default_p50=<r> vs_ort_default_drop=<pts>
+peak_efficiency_int8=<pct>`: the geometric mean over models of edgepress's int8 ONNX p50 over the
+ORT-defaults int8 p50 (1 thread); the mean accuracy (or agreement) difference, edgepress minus that
+peer, in points; the best int8 artifact's fraction of the host's int8 peak.
+Targets (issue 8): vs_ort_default_p50 <= 0.8 with drop >= 0; the full run under 20 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import measure, plots, tables  # noqa: E402
+from benchmarks.peers import PEERS  # noqa: E402
+from edgepress.devices import estimate  # noqa: E402
+from edgepress.runtime import fingerprint  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+# --quick: the model with real data and the smallest random one, fp32 + int8 + the peers.
+QUICK = {"models": "digits,kws", "recipes": "int8", "calib_samples": 16, "eval_samples": 16}
+FULL = {"models": "digits,mobilenet_v2,resnet18,encoder,kws", "recipes": "int8,pruned,kd",
+        "calib_samples": 32, "eval_samples": 32}
+
+
+def build(work: Path, cfg: dict, models: str, epochs: int) -> list[dict]:
+    """Runs build.py in a child process (it imports torch; this process must not)."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "build.py"), "--work", str(work),
+           "--models", models, "--recipes", cfg["recipes"],
+           "--calib-samples", str(cfg["calib_samples"]),
+           "--eval-samples", str(cfg["eval_samples"]), "--distill-epochs", str(epochs)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+    return json.loads((work / "build.json").read_text())
+
+
+def measure_all(rows: list[dict], threads: tuple, protocol, out: Path) -> list[dict]:
+    host, measured = estimate.host_profile(), []
+    for row in rows:
+        if row.get("error"):
+            measured.append(row)
+            continue
+        t0 = time.time()
+        measured.append(measure.measure(row, threads, protocol, out / "reports", host))
+        r = measured[-1]
+        print(f"  {measure.slug(row)}: p50 {r['runs'][str(threads[0])]['p50_ms']:.3f} ms, "
+              f"{r['metric']} {r['value'] if r['value'] is None else round(100 * r['value'], 1)}"
+              f" ({time.time() - t0:.0f} s)", flush=True)
+    return measured
+
+
+def host_figures() -> dict:
+    host = estimate.host_profile()
+    core = host.cores[0]
+    return {"clock_ghz": core.clock_ghz, "fp32": core.fp32_macs_per_cycle,
+            "int8": core.int8_macs_per_cycle, "formula_int8": host.formula("int8"),
+            "formula_fp32": host.formula("fp32"), "description": host.description}
+
+
+def write_results(out: Path, rows: list[dict], ctx: dict) -> dict:
+    summary = tables.suite(rows)
+    ctx = {**ctx, "rows": rows, "host": host_figures(),
+           "errors": sorted({r["error"] for r in rows if r.get("error")}),
+           "peer_calls": _peer_calls(rows)}
+    md = ("# edgepress benchmark suite\n\n" + tables.table(rows) + "\n" + tables.notes(ctx)
+          + "\n```\n" + tables.suite_line(summary) + "\n```\n")
+    (out / "summary.md").write_text(md)
+    (out / "summary.json").write_text(json.dumps(
+        {"suite": summary, "rows": rows, "host": ctx["host"], "command": ctx["command"],
+         "wall_s": ctx["wall_s"], "protocol": ctx["protocol"]}, indent=1, default=str) + "\n")
+    (out / "fingerprint.json").write_text(json.dumps(
+        {"start": ctx["fingerprint"], "end": fingerprint.fingerprint(),
+         "host_profile": ctx["host"]}, indent=1) + "\n")
+    plots.size_latency_accuracy(rows, out / "size_latency_accuracy.png")
+    plots.latency_distributions(rows, out, out / "latency_distributions.png")
+    return summary
+
+
+def _peer_calls(rows: list[dict]) -> dict:
+    calls = {name: "not run" for name in PEERS}
+    for r in rows:
+        if r["tool"] in PEERS:
+            calls[r["tool"]] = r.get("call") or f"not available: {r.get('error')}"
+    return calls
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a subset in under 3 minutes (CI)")
+    ap.add_argument("--models", help="comma-separated zoo models (default: by --quick)")
+    ap.add_argument("--out", type=Path, help="results folder (default benchmarks/results[/quick])")
+    ap.add_argument("--work", type=Path, help="where bundles are built (default: a temp dir)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="measure what --work already holds (WORK/build.json) without rebuilding")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--distill-epochs", type=int, default=20)
+    args = ap.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
+    threads = tuple(int(t) for t in args.threads.split(","))
+    protocol = measure.QUICK if args.quick else measure.FULL
+    t0, fp = time.time(), fingerprint.fingerprint()
+    with tempfile.TemporaryDirectory(prefix="edgepress-suite-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        print(f"building into {work}", flush=True)
+        rows = (json.loads((work / "build.json").read_text()) if args.reuse else
+                build(work, cfg, args.models or cfg["models"], args.distill_epochs))
+        shutil.rmtree(out / "reports", ignore_errors=True)  # no stale reports beside new ones
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"measuring {sum(not r.get('error') for r in rows)} artifacts x threads "
+              f"{threads}", flush=True)
+        rows = measure_all(rows, threads, protocol, out)
+        assert "torch" not in sys.modules, "the measuring process imported torch"
+        ctx = {"command": shlex.join(["python", "benchmarks/run.py", *(argv or sys.argv[1:])]),
+               "wall_s": time.time() - t0, "fingerprint": fp,
+               "load_start": fp["load_avg_1m"], "load_end": os.getloadavg()[0],
+               "protocol": _describe(protocol)}
+        summary = write_results(out, [_portable(r, work) for r in rows], ctx)
+    print(f"wrote {out}/summary.md ({(time.time() - t0) / 60:.1f} min)")
+    print(tables.suite_line(summary))
+    return 0
+
+
+def _describe(p) -> str:
+    return (f"{p.warmup_runs} warm-up runs / {p.warmup_s} s, then at least {p.min_runs} timed "
+            f"runs and {p.min_s} s; memory probe {'on' if p.memory else 'off'}")
+
+
+def _portable(row: dict, work: Path) -> dict:
+    # bundle paths point into a temp dir that is gone after the run: keep them relative
+    out = dict(row)
+    for key in ("bundle", "reference", "macs_of", "eval"):
+        if key in out and str(out[key]).startswith(str(work)):
+            out[key] = str(Path(out[key]).relative_to(work))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
