@@ -40,7 +40,12 @@ ENGINE_REQUIREMENTS = {
     # tflite-runtime's last release (2.14) does not import with numpy 2
     "tflite-runtime": ["tflite-runtime==2.14.0", "numpy<2"],
 }
-CORE_REQUIREMENTS = ["numpy", "tomli; python_version < '3.11'"]  # edgepress's own dependencies
+# edgepress's own dependencies (pyproject), with their markers evaluated for the device's Python
+# here: pip download evaluates markers against the Python running it, not --python-version
+def _core_requirements(python: str) -> list[str]:
+    old = tuple(int(v) for v in python.split(".")) < (3, 11)
+    return ["numpy", "tomli"] if old else ["numpy"]
+
 ROOT = Path(__file__).resolve().parents[2]  # the source tree edgepress's wheel is built from
 INSTALL_SLACK = 1.2  # pip's temporary copies and bytecode, on top of the unpacked wheels
 
@@ -151,8 +156,8 @@ def cache_dir(cache: Path | None = None) -> Path:
     return base if env else base / "edgepress" / "wheels"
 
 
-def requirements(device: Profile, engine: str) -> list[str]:
-    reqs = CORE_REQUIREMENTS + ENGINE_REQUIREMENTS[engine]
+def requirements(device: Profile, engine: str, python: str) -> list[str]:
+    reqs = _core_requirements(python) + ENGINE_REQUIREMENTS[engine]
     # numpy the device brings itself (Debian's, on 32-bit Arm) is not downloaded
     return [r for r in reqs if _name(r) not in device.system_packages]
 
@@ -169,7 +174,7 @@ def fetch_wheels(device: Profile, python: str, engine: str,
         key += "-system-" + "-".join(device.system_packages)
     target = cache_dir(cache) / key
     if not (target / "COMPLETE").is_file():
-        _download(device, python, requirements(device, engine), target)
+        _download(device, python, requirements(device, engine, python), target)
     return sorted(target.glob("*.whl"))
 
 

@@ -95,9 +95,15 @@ def test_existing_output_needs_overwrite(cnn_bundles, tmp_path):
 
 
 def test_armv7l_device_brings_its_own_numpy():
-    reqs = package.requirements(profile.load("rpi-zero2w"), "tflite-runtime")
+    reqs = package.requirements(profile.load("rpi-zero2w"), "tflite-runtime", "3.11")
     assert "tflite-runtime==2.14.0" in reqs and not any(r.startswith("numpy") for r in reqs)
-    assert "numpy" in package.requirements(profile.load("rpi4"), "litert")
+    assert "numpy" in package.requirements(profile.load("rpi4"), "litert", "3.11")
+
+
+def test_requirements_follow_the_devices_python_not_ours():
+    jetson = profile.load("jetson-orin-nano")  # Ubuntu 22.04: Python 3.10 needs tomli
+    assert "tomli" in package.requirements(jetson, "onnxruntime", "3.10")
+    assert "tomli" not in package.requirements(jetson, "onnxruntime", "3.11")
 
 
 def test_edgepress_wheel_is_built_from_the_source_tree(tmp_path):
