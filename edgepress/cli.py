@@ -27,6 +27,12 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _yes_no(text: str) -> bool:
+    if text not in ("yes", "no"):
+        raise UserError(f"expected yes or no, got {text!r}")
+    return text == "yes"
+
+
 def _threads(text: str) -> list[int]:
     try:
         values = [int(t) for t in _csv(text)]
@@ -114,6 +120,9 @@ def _add_prune_flags(p):
                    "multiples of this (default 8; 1: no rounding)")
     g.add_argument("--prune-skip", metavar="NAMES", help="comma-separated layers to "
                    "leave alone (the first conv and the classifier always are)")
+    g.add_argument("--prune-skip-defaults", type=_yes_no, metavar="yes|no",
+                   help="leave the first conv and the classifier alone (default yes; with no, "
+                        "name the classifier in --prune-skip)")
     g.add_argument("--prune-layer", action="append", metavar="NAME=RATIO",
                    help="a layer's own ratio (repeat)")
 

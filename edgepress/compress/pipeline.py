@@ -55,6 +55,7 @@ class Request:
     prune_round_to: int = 8
     prune_skip: tuple = ()  # module names to leave alone
     prune_layers: tuple = ()  # "NAME=RATIO" overrides
+    prune_skip_defaults: bool = True  # leave the first conv and the classifier alone
     distill: str | None = None  # distill.METHODS key (logits, features); None: no distillation
     teacher: str | None = None  # SOURCE of the teacher; None: the model as loaded (before pruning)
     student: str | None = None  # factory SOURCE of another student; None: the (pruned) model
@@ -330,6 +331,7 @@ def _prune(req, loaded):
         raise UserError(f"--prune {req.prune!r} needs a torch model; {req.source!r} is ONNX")
     cfg = prune.parse(req.prune, importance=req.prune_importance, scope=req.prune_scope,
                       round_to=req.prune_round_to, skip=tuple(req.prune_skip),
+                      skip_defaults=req.prune_skip_defaults,
                       layer_ratios=prune.parse_layer_ratios(req.prune_layers))
     data = (calibrate.open_data(req.calib, loaded.inputs, req.calib_samples,
                                 req.image_preprocess, req.seed, loaded.int_high)

@@ -4,7 +4,7 @@ Every `compress` flag has a recipe key, and a flag given on the command line ove
 
     [model]    source, weights, input_shape, trust_pickle
     [data]     calib, calib_samples, eval, train, val, image_size, image_mean, image_std, image_layout
-    [prune]    method (--prune), importance, scope, round_to, skip, layers
+    [prune]    method (--prune), importance, scope, round_to, skip, layers, skip_defaults
     [distill]  method (--distill), teacher, student, epochs, batch_size, lr, optimizer, schedule,
                temperature, alpha, features, patience, checkpoint
     [quantize] precisions (--quantize), calib_method, max_drop, max_float_layers, target
@@ -55,6 +55,7 @@ KEYS = {
         "round_to": ("prune_round_to", "--prune-round-to", "int"),
         "skip": ("prune_skip", "--prune-skip", "[str]"),
         "layers": ("prune_layers", "--prune-layer", "[str]"),
+        "skip_defaults": ("prune_skip_defaults", "--prune-skip-defaults", "bool"),
     },
     "distill": {
         "method": ("distill", "--distill", "str"),
