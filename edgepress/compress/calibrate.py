@@ -14,7 +14,9 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,10 +198,20 @@ def _npz_reader(path: Path, specs):
     return read
 
 
+# What a damaged zip member raises while it is opened or read (found by tests/fuzz): a bad
+# header or CRC, a seek past the end, a truncated or corrupt deflate stream, an unsupported
+# compression method or an encrypted member.
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError,
+               RuntimeError)
+
+
 def _npy_rows(path: Path, member: str):
     """(rows, row shape, dtype) from an .npy header inside the zip, without reading the data."""
-    with zipfile.ZipFile(path) as z, z.open(member) as f:
-        return _npy_header(f, path, member)
+    try:
+        with zipfile.ZipFile(path) as z, z.open(member) as f:
+            return _npy_header(f, path, member)
+    except _ZIP_ERRORS as e:
+        raise UserError(f"data {str(path)!r}: array {member!r} cannot be read ({e})") from None
 
 
 def _npy_header(f, path, member):
@@ -208,7 +220,7 @@ def _npy_header(f, path, member):
         read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                 else np.lib.format.read_array_header_2_0)
         shape, fortran, dtype = read(f)
-    except ValueError as e:
+    except (ValueError, SyntaxError, tokenize.TokenError) as e:  # numpy parses the header text
         raise UserError(f"data {str(path)!r}: array {member!r} is not a valid .npy ({e})") \
             from None
     if dtype.hasobject or fortran or not shape:
@@ -220,12 +232,19 @@ def _npy_header(f, path, member):
 
 def _iter_rows(path: Path, member: str):
     """One row (sample) at a time straight from the zip member: memory stays one row."""
-    with zipfile.ZipFile(path) as z, z.open(member) as f:
-        rows, row_shape, dtype = _npy_header(f, path, member)
-        size = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
-        for _ in range(rows):
-            # bytearray: a writable row (torch.from_numpy warns on read-only memory)
-            yield np.frombuffer(bytearray(f.read(size)), dtype=dtype).reshape(row_shape)
+    try:
+        with zipfile.ZipFile(path) as z, z.open(member) as f:
+            rows, row_shape, dtype = _npy_header(f, path, member)
+            size = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+            for i in range(rows):
+                row = f.read(size)
+                if len(row) != size:
+                    raise UserError(f"data {str(path)!r}: array {member!r} ends after {i} of "
+                                    f"the {rows} samples its header declares (truncated)")
+                # bytearray: a writable row (torch.from_numpy warns on read-only memory)
+                yield np.frombuffer(bytearray(row), dtype=dtype).reshape(row_shape)
+    except _ZIP_ERRORS as e:
+        raise UserError(f"data {str(path)!r}: array {member!r} cannot be read ({e})") from None
 
 
 # ---- image folder ---------------------------------------------------------------------------

@@ -220,6 +220,7 @@ def _torchscript(source, weights, given, trust_pickle) -> Loaded:
                         f"model is refused because loading it could execute code: use a factory "
                         f"with --weights, an ExportedProgram (.pt2) or TorchScript (or "
                         f"--trust-pickle for a file you made or fully trust)")
+    _check_records(path, source)
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:
@@ -230,6 +231,60 @@ def _torchscript(source, weights, given, trust_pickle) -> Loaded:
     model, note = _script_to_module(module, specs)
     return Loaded("torchscript", source, specs, model=model, notes=[note],
                   provenance={"path": source, "sha256": sha256_file(path)})
+
+
+def _check_records(path: Path, source: str) -> None:
+    """torch.jit.load does not check that a tensor record holds the data its pickle declares:
+    a TorchScript file with a truncated data/N record loads, then reads past the end of the
+    buffer and segfaults when run (found by tests/fuzz). Each storage that data.pkl and
+    constants.pkl declare ('storage', torch.XStorage, key, location, numel) must fit its
+    record. The pickles are only scanned as opcodes (pickletools), never executed."""
+    import pickletools
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            sizes = {n: z.getinfo(n).file_size for n in z.namelist()}
+            for pkl in [n for n in sizes if n.rsplit("/", 1)[-1] in ("data.pkl", "constants.pkl")]:
+                folder = pkl[:-len(".pkl")]
+                for key, storage, numel in _declared_storages(pickletools.genops(z.read(pkl))):
+                    need = numel * _STORAGE_BYTES.get(storage, 1)
+                    if sizes.get(f"{folder}/{key}", -1) < need:
+                        raise UserError(f"{source!r}: tensor record {folder}/{key} is missing or "
+                                        f"shorter than the {need} bytes it declares (truncated "
+                                        f"or damaged TorchScript archive)")
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+        raise UserError(f"{source!r} is not a loadable TorchScript file ({_first_line(e)})") \
+            from None
+
+
+_STORAGE_BYTES = {"DoubleStorage": 8, "LongStorage": 8, "ComplexFloatStorage": 8,
+                  "ComplexDoubleStorage": 16, "FloatStorage": 4, "IntStorage": 4,
+                  "QInt32Storage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "ShortStorage": 2}
+
+
+def _declared_storages(ops):
+    """(key, storage class name, numel) of each persistent id in a TorchScript pickle."""
+    pushed, memo = [], {}
+    for op, arg, _pos in ops:
+        name = op.name
+        if name in ("GLOBAL",):
+            pushed.append(("global", arg.split(" ")[-1]))
+        elif name == "STACK_GLOBAL":
+            pushed[-2:] = [("global", pushed[-1] if pushed else None)]
+        elif isinstance(arg, (str, int)) and "GET" not in name and "PUT" not in name:
+            pushed.append(arg)
+        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg] = pushed[-1] if pushed else None
+        elif name == "MEMOIZE":
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif name in ("BINGET", "LONG_BINGET", "GET"):
+            pushed.append(memo.get(arg))
+        elif name == "BINPERSID":
+            tag, cls, key, _location, numel = ([None] * 5 + pushed)[-5:]
+            if tag == "storage" and isinstance(cls, tuple) and isinstance(numel, int):
+                yield str(key), cls[1], numel
+        elif name not in ("MARK", "TUPLE", "PROTO", "FRAME"):
+            pushed.append(None)
 
 
 def _pickled_module(source: str, given) -> Loaded:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import tokenize
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -149,15 +152,63 @@ def write_golden(path: Path, inputs: dict, outputs: dict) -> None:
 def read_golden(path: Path) -> tuple[dict, dict]:
     """Reads golden.npz without ever unpickling (allow_pickle=False)."""
     try:
+        arrays = read_npz(path, "")
+    except FileNotFoundError:
+        raise UserError(f"bundle {str(path.parent)!r} has no {GOLDEN}") from None
+    ins = {k[6:]: v for k, v in arrays.items() if k.startswith("input.")}
+    outs = {k[7:]: v for k, v in arrays.items() if k.startswith("output.")}
+    counts = {v.shape[0] if v.ndim else 0 for v in arrays.values()}
+    if not ins or not outs or len(counts) != 1 or 0 in counts:
+        raise UserError(f"{str(path)!r} is not a golden file: expected input.NAME and "
+                        f"output.NAME arrays with the same number (>= 1) of samples, got "
+                        f"{ {k: list(v.shape) for k, v in arrays.items()} }")
+    return ins, outs
+
+
+def _check_npy_sizes(path: Path, what: str) -> None:
+    """Refuses an array whose .npy header declares more data than its member holds: numpy
+    allocates the declared size before reading, so a 3 KB file could ask for 20 GiB."""
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape, _fortran, dtype = read(f)
+                need, holds = math.prod(shape) * dtype.itemsize, info.file_size - f.tell()
+            if need > holds:
+                raise UserError(f"{what + ' ' if what else ''}{str(path)!r}: array "
+                                f"{info.filename!r} declares {list(shape)} {dtype} ({need:,} "
+                                f"bytes) but holds {holds:,} bytes (truncated or damaged)")
+
+
+# What np.load raises on a damaged .npz (found by tests/fuzz): zip and deflate errors, and the
+# .npy header, which numpy parses as Python literal text (SyntaxError, TokenError).
+_NPZ_ERRORS = (ValueError, OSError, zipfile.BadZipFile, EOFError, SyntaxError,
+               tokenize.TokenError, zlib.error, NotImplementedError, RuntimeError)
+
+
+def read_npz(path: Path, what: str) -> dict:
+    """Every array of an .npz, never unpickling: a damaged file is one UserError (`what` names
+    it: e.g. "--inputs"); FileNotFoundError is left to the caller, who knows what was missing."""
+    try:
+        _check_npy_sizes(path, what)
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
-        raise UserError(f"bundle {str(path.parent)!r} has no {GOLDEN}") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{str(path)!r} is not a readable .npz file ({e})") from None
-    ins = {k[6:]: v for k, v in arrays.items() if k.startswith("input.")}
-    outs = {k[7:]: v for k, v in arrays.items() if k.startswith("output.")}
-    return ins, outs
+        raise
+    except _NPZ_ERRORS as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{what + ' ' if what else ''}{str(path)!r} is not a readable .npz file "
+                        f"({first})") from None
+    # np.load hands back raw bytes for a member that is not an .npy array
+    raw = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+    if raw:
+        raise UserError(f"{what + ' ' if what else ''}{str(path)!r}: member {raw[0]!r} is not an "
+                        f".npy array")
+    return arrays
 
 
 def write_manifest(path: Path, manifest: dict) -> None:

@@ -14,7 +14,6 @@ import contextlib
 import gc
 import importlib
 import time
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -148,20 +147,18 @@ def _read_inputs(path: Path, session: Session) -> dict:
     """An .npz of name -> array (a golden.npz's `input.NAME` keys work too); an array may carry
     a leading samples axis, of which the first sample is used."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k.removeprefix("input."): z[k] for k in z.files
-                      if not k.startswith("output.")}
+        arrays = {k.removeprefix("input."): v
+                  for k, v in artifact.read_npz(path, "--inputs").items()
+                  if not k.startswith("output.")}
     except FileNotFoundError:
         raise UserError(f"--inputs {str(path)!r} does not exist") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"--inputs {str(path)!r} is not a readable .npz file ({e})") from None
     feeds = {}
     for spec in session.inputs:
         if spec.name not in arrays:
             raise UserError(f"--inputs {str(path)!r} has no array {spec.name!r}; it has: "
                             f"{', '.join(arrays) or 'none'}")
         arr = arrays[spec.name]
-        if arr.ndim == len(spec.shape) + 1:
+        if arr.ndim == len(spec.shape) + 1 and len(arr):  # (samples, ...): the first one
             arr = arr[0]
         if not _fits(arr.shape, spec.shape):
             raise UserError(f"--inputs {str(path)!r}: array {spec.name!r} has shape "
@@ -228,6 +225,7 @@ def _fidelity(session: Session, bundle) -> dict | None:
         return None
     golden_in, golden_out = bundle.golden()
     got = verify.run_samples(session, golden_in)
+    verify.check_outputs(bundle, golden_out, got)
     metrics = [verify.compare(golden_out[name], got[name]) for name in golden_out]
     out = {"reference": "golden fp32 outputs captured from torch at export",
            "samples": int(next(iter(golden_in.values())).shape[0]),

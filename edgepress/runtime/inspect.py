@@ -137,8 +137,8 @@ def _tflite_macs(op, tensors) -> int:
         return 0
     n_out = int(np.prod(out))
     w = tensors.get(op["inputs"][1], {}).get("shape")
-    if w is None:
-        return 0
+    if w is None or len(w) != _WEIGHT_RANK.get(name, len(w)):
+        return 0  # a damaged file LiteRT still loads can break an op's contract (tests/fuzz)
     if name == "CONV_2D":  # weight (O, kh, kw, I)
         return n_out * int(np.prod(w[1:]))
     if name == "DEPTHWISE_CONV_2D":  # weight (1, kh, kw, O)
@@ -147,8 +147,11 @@ def _tflite_macs(op, tensors) -> int:
         return n_out * int(w[-1])
     if name == "BATCH_MATMUL":
         a = tensors.get(op["inputs"][0], {}).get("shape")
-        return n_out * int(a[-1]) if a is not None else 0
+        return n_out * int(a[-1]) if a is not None and len(a) else 0
     return 0
+
+
+_WEIGHT_RANK = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 2}
 
 
 METHODS = {"onnx": _onnx, "tflite": _tflite}

@@ -220,11 +220,20 @@ class Session:
         """Runs one inference. `feeds` maps every input name to an array of its declared shape."""
         if not self._matches(feeds):
             feeds = self._checked(feeds)
-        outs = self._engine_run(feeds)
+        try:
+            outs = self._engine_run(feeds)
+        except Exception as e:  # inputs are checked, so the model file is at fault (tests/fuzz)
+            raise self._engine_failed(e) from None
         if self._quant_out:
             for name, (scale, zero, _dt) in self._quant_out.items():
                 outs[name] = (outs[name].astype(np.float32) - zero) * np.float32(scale)
         return outs
+
+    def _engine_failed(self, e: Exception) -> UserError:
+        # A file that loads can still fail at invoke (LiteRT: "Input tensor 1 lacks data",
+        # onnxruntime: a kernel refusing a shape the graph declares): one line naming the file.
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        return UserError(f"{str(self.path)!r} cannot be run by {self.backend}: {first}")
 
     def _matches(self, feeds: dict) -> bool:
         """The fast path (benchmarks/overhead.py holds it to <= 3% over the bare engine): exactly

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgepress.errors import UserError
 from edgepress.runtime.artifact import Bundle
 from edgepress.runtime.session import Session
 
@@ -45,11 +46,23 @@ def apply(bundle: Bundle, threads: int = 1, backend: str | None = None) -> Verdi
     golden_in, golden_out = bundle.golden()
     session = Session(bundle.model_path, threads=threads, backend=backend)
     got = run_samples(session, golden_in)
+    check_outputs(bundle, golden_out, got)
     limits = THRESHOLDS.get(bundle.precision, THRESHOLDS["int8"])
     metrics = {name: compare(golden_out[name], got[name]) for name in golden_out}
     failures = [f"{name}: {msg}" for name, m in metrics.items() for msg in _failures(m, limits)]
     n = next(iter(golden_in.values())).shape[0]
     return Verdict(str(bundle.path), bundle.precision, n, metrics, limits, failures)
+
+
+def check_outputs(bundle: Bundle, golden: dict, got: dict) -> None:
+    """The golden outputs name and shape what the model produced (a damaged or foreign
+    golden.npz would otherwise fail inside numpy, or broadcast silently)."""
+    for name, ref in golden.items():
+        if name not in got or got[name].shape != ref.shape:
+            found = list(got[name].shape) if name in got else "no such output"
+            raise UserError(f"bundle {str(bundle.path)!r}: golden output {name!r} "
+                            f"{list(ref.shape)} does not match the model ({found}; its outputs: "
+                            f"{', '.join(got)})")
 
 
 def run_samples(session: Session, inputs: dict) -> dict:

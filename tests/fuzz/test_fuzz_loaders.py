@@ -1,0 +1,82 @@
+"""Fuzzing every loader: a malformed model, bundle, manifest, report, recipe or data file ends in
+edgepress's own one-line error (UserError: exit 2 from the CLI), never a traceback, hang or crash.
+
+CI runs a few cases per target (deterministic); a release run explores more, with fresh random
+cases each time:
+
+    EDGEPRESS_FUZZ_EXAMPLES=5000 .venv/bin/python -m pytest -q tests/fuzz
+
+Loaders that hand bytes to a native engine (onnxruntime, LiteRT, torch) are fuzzed in a child
+process (fuzz_worker.py): a segfault there fails the test with the case that caused it.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import tiny_models
+
+import fuzz_targets
+from fuzz_worker import fuzz
+
+HERE = Path(__file__).resolve().parent
+# Cases per target in the default run: enough to walk every mutation kind a few times.
+DEFAULT_EXAMPLES = {"report": 60, "recipe": 60, "calib-npz": 60}
+NATIVE_EXAMPLES = 25
+CHILD_LIMIT_S = 900  # only stops a wedged child; not a timing gate
+
+
+@pytest.fixture(scope="session")
+def fuzz_seeds(tmp_path_factory, cnn_bundles):
+    """Valid small files of every kind, made from the tiny CNN: what the mutations start from."""
+    from safetensors.torch import save_file
+
+    from edgepress.runtime import bench, report
+
+    d = tmp_path_factory.mktemp("fuzz-seeds")
+    shutil.copy(cnn_bundles / "onnx-fp32" / "model.onnx", d / "model.onnx")
+    shutil.copy(cnn_bundles / "tflite-fp32" / "model.tflite", d / "model.tflite")
+    shutil.copytree(cnn_bundles / "onnx-fp32", d / "bundle")
+    model, x = tiny_models.cnn(), torch.randn(1, 3, 16, 16)
+    torch.jit.save(torch.jit.trace(model, x), d / "model.pt")
+    torch.export.save(torch.export.export(model, (x,)), d / "model.pt2")
+    save_file(model.state_dict(), d / "weights.safetensors")
+    torch.save(model.state_dict(), d / "weights.pt")
+    protocol = bench.Protocol(warmup_runs=1, warmup_s=0, min_runs=20, min_s=0, memory=False)
+    report.save(bench.apply(d / "model.onnx", protocol=protocol), d / "report.json")
+    shutil.copy(tiny_models.ROOT / "examples" / "digits" / "recipe.toml", d / "recipe.toml")
+    rng = np.random.default_rng(0)
+    np.savez(d / "calib.npz", x=rng.standard_normal((4, 3, 16, 16)).astype(np.float32),
+             labels=np.arange(4))
+    np.savez(d / "inputs.npz", x=rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
+    return d
+
+
+def test_seeds_are_accepted(fuzz_seeds, tmp_path):
+    """Unmutated, every seed loads: the fuzz cases start from good files."""
+    for name in fuzz_targets.TARGETS:
+        seed = (fuzz_seeds / fuzz_targets.TARGETS[name].seed).read_bytes()
+        fuzz_targets.run_case(name, fuzz_seeds, tmp_path, fuzz_targets.Case("none", seed))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, t in fuzz_targets.TARGETS.items() if not t.native))
+def test_fuzz_in_process(name, fuzz_seeds, tmp_path):
+    fuzz(name, fuzz_seeds, tmp_path, fuzz_targets.examples(DEFAULT_EXAMPLES.get(name, 40)))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, t in fuzz_targets.TARGETS.items() if t.native))
+def test_fuzz_native_in_child(name, fuzz_seeds, tmp_path):
+    n = fuzz_targets.examples(NATIVE_EXAMPLES)
+    proc = subprocess.run([sys.executable, str(HERE / "fuzz_worker.py"), name, str(fuzz_seeds),
+                           str(tmp_path), str(n)], capture_output=True, text=True,
+                          timeout=CHILD_LIMIT_S)
+    case = tmp_path / "current-case.txt"
+    last = case.read_text().strip() if case.is_file() else "(none started)"
+    if proc.returncode < 0:
+        pytest.fail(f"{name}: the process died with signal {-proc.returncode} on case "
+                    f"{last} (file left in {tmp_path})\n{proc.stderr[-4000:]}")
+    assert proc.returncode == 0, f"{name}: {proc.stderr[-6000:]}"
