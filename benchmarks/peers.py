@@ -11,6 +11,10 @@ with its defaults, on the very fp32 model file and calibration samples edgepress
   weights, int8 per-tensor activations, min/max) on the litert-torch fp32 .tflite, calibrate then
   quantize, as its README shows.
 
+Seen here: NNCF 3.4's default ONNX PTQ gives a depthwise convolution's input per-channel scales and
+zero points (the kws model: 64 of each); onnxruntime's QLinearConv takes only a per-tensor input
+zero point, so that model does not run on onnxruntime and its row says so.
+
 Each peer's model becomes a bundle beside edgepress's (the fp32 bundle's golden data and manifest,
 the peer's model file and what was called), so `edgepress bench` measures it identically.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -27,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepress.compress import calibrate
+from edgepress.errors import UserError
 from edgepress.runtime import artifact
 from edgepress.runtime.session import Session
 
@@ -56,12 +62,32 @@ def apply(name: str, fp32_bundle: Path, calib_source: str, calib_samples: int | 
         shutil.rmtree(staged)
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise Unavailable(f"{package} failed: {type(e).__name__}: {first}") from None
+    _smoke(staged / bundle.model_path.name, feeds[0], f"{package} {_version(package)}", staged)
     record = {"peer": name, "library": package, "version": _version(package), "call": call,
               "calibration": data.record()}
     _write_manifest(bundle, staged, record)
     shutil.rmtree(out, ignore_errors=True)
     staged.rename(out)
     return record
+
+
+def _smoke(model: Path, sample: dict, who: str, staged: Path) -> None:
+    """One inference through edgepress's Session: a peer's model its own runtime refuses is a
+    result for the table (with the engine's reason), not a crash in the middle of the suite."""
+    engine = {"onnx": "onnxruntime", "tflite": "LiteRT"}[artifact.format_of(model)]
+    try:
+        Session(model).run(sample)
+    except UserError as e:
+        shutil.rmtree(staged)
+        raise Unavailable(f"{who}'s model does not run on {engine}: {_reason(e)}") from None
+
+
+def _reason(e: Exception) -> str:
+    # Session's one line is cut at 200 characters; the engine's own message (kept as the
+    # context) ends with the sentence that says what is wrong.
+    full = str(e.__context__ or e).strip()
+    tail = full.split("Status Message:")[-1].strip().rstrip(".").split(". ")[-1]
+    return tail[:200] or full[:200]
 
 
 def _as_declared(model_path: Path, sample: dict) -> dict:
@@ -117,7 +143,9 @@ def _nncf(src: Path, feeds: list, dst: Path) -> str:
             from None
     import onnx
 
-    quantized = nncf.quantize(onnx.load(str(src)), nncf.Dataset(feeds))
+    nncf.set_log_level(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress bars print to stdout
+        quantized = nncf.quantize(onnx.load(str(src)), nncf.Dataset(feeds))
     onnx.save(quantized, str(dst))
     return "nncf.quantize(onnx_model, nncf.Dataset(samples))  # all defaults"
 

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import measure, plots, tables  # noqa: E402
 from benchmarks.peers import PEERS  # noqa: E402
 from edgepress.devices import estimate  # noqa: E402
+from edgepress.errors import UserError  # noqa: E402
 from edgepress.runtime import fingerprint  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -55,7 +56,12 @@ def build(work: Path, cfg: dict, models: str, epochs: int) -> list[dict]:
            "--calib-samples", str(cfg["calib_samples"]),
            "--eval-samples", str(cfg["eval_samples"]), "--distill-epochs", str(epochs)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+    log = work / "build.log"  # the libraries' warnings and progress bars (stderr) go here
+    with log.open("w") as err:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stderr=err, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"build.py failed (exit {proc.returncode}); its log ends:\n"
+                 f"{log.read_text()[-3000:]}")
     return json.loads((work / "build.json").read_text())
 
 
@@ -66,7 +72,12 @@ def measure_all(rows: list[dict], threads: tuple, protocol, out: Path) -> list[d
             measured.append(row)
             continue
         t0 = time.time()
-        measured.append(measure.measure(row, threads, protocol, out / "reports", host))
+        try:
+            measured.append(measure.measure(row, threads, protocol, out / "reports", host))
+        except UserError as e:  # e.g. a peer's model its own runtime refuses: a result too
+            measured.append({**row, "error": f"{row['tool']} artifact does not run: {e}"})
+            print(f"  {measure.slug(row)}: {measured[-1]['error'][:200]}", flush=True)
+            continue
         r = measured[-1]
         print(f"  {measure.slug(row)}: p50 {r['runs'][str(threads[0])]['p50_ms']:.3f} ms, "
               f"{r['metric']} {r['value'] if r['value'] is None else round(100 * r['value'], 1)}"
