@@ -173,8 +173,10 @@ def fetch_wheels(device: Profile, python: str, engine: str,
     if device.system_packages:
         key += "-system-" + "-".join(device.system_packages)
     target = cache_dir(cache) / key
-    if not (target / "COMPLETE").is_file():
-        _download(device, python, requirements(device, engine, python), target)
+    reqs = requirements(device, engine, python)
+    done = target / "COMPLETE"  # lists what was asked for: a changed list is fetched again
+    if not done.is_file() or done.read_text().split("\n")[:-1] != reqs:
+        _download(device, python, reqs, target)
     return sorted(target.glob("*.whl"))
 
 
@@ -238,6 +240,9 @@ def _build_wheel(sources: list[Path], target: Path) -> None:
         (tmp / "COMPLETE").write_text("ok\n")
         shutil.rmtree(target, ignore_errors=True)
         os.rename(tmp, target)
+    for old in target.parent.glob("edgepress-*"):  # wheels of earlier sources: never used again
+        if old != target and (old / "COMPLETE").is_file():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 # ---- the script that runs on the device ----------------------------------------------------

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from edgepress.devices import package
+from edgepress.devices import package, profile
 
 
 def fake_wheel(folder, filename: str):
@@ -25,7 +25,8 @@ def wheel_cache(tmp_path, monkeypatch):
         folder = cache / f"aarch64-glibc2.36-cp311-{engine}"
         fake_wheel(folder, "numpy-2.0.0-cp311-cp311-manylinux_2_17_aarch64.whl")
         fake_wheel(folder, f"{name}-1.0.0-cp311-cp311-manylinux_2_28_aarch64.whl")
-        (folder / "COMPLETE").write_text("seeded by the test\n")
+        reqs = package.requirements(profile.load("rpi4"), engine, "3.11")
+        (folder / "COMPLETE").write_text("\n".join(reqs) + "\n")  # as _download writes it
     own = fake_wheel(cache / "own", "edgepress-0.1.0-py3-none-any.whl")
     monkeypatch.setattr(package, "edgepress_wheel", lambda cache=None: own)
     monkeypatch.setenv("EDGEPRESS_WHEEL_CACHE", str(cache))
