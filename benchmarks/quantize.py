@@ -8,6 +8,8 @@
   over the fp32 one, 1 thread (onnxruntime / LiteRT with XNNPACK), fp32 and int8 timed in
   alternating blocks in one process so drift on a shared machine hits both alike.
 - size_ratio: the largest int8/fp32 model-file size ratio over every int8 bundle built here.
+- The activation-type choice: MobileNetV2 ONNX int8 with s8 activations (--quant-target arm)
+  timed against the u8 ones the host choice made (s8/u8 p50 ratio, printed, not a target).
 
     python benchmarks/quantize.py [--seconds 4] [--threads 1] [--work DIR]
 
@@ -40,13 +42,14 @@ DIGITS_DATA = ROOT / "examples" / "digits" / "data"
 FORMATS = ("onnx", "tflite")
 
 
-def compress(name: str, work: Path, extra: list[str]) -> Path:
-    """WORK/<name>: {onnx,tflite}-{fp32,int8} (built once, reused with --work)."""
-    out = work / name
-    if all((out / f"{f}-int8").is_dir() for f in FORMATS):
+def compress(name: str, work: Path, extra: list[str], tag: str = "",
+             formats: tuple = FORMATS) -> Path:
+    """WORK/<name><tag>: {format}-{fp32,int8} (built once, reused with --work)."""
+    out = work / f"{name}{tag}"
+    if all((out / f"{f}-int8").is_dir() for f in formats):
         return out
     source, shapes = MODELS[name]
-    cmd = [sys.executable, "-m", "edgepress.cli", "compress", source, "--format", "onnx,tflite",
+    cmd = [sys.executable, "-m", "edgepress.cli", "compress", source, "--format", ",".join(formats),
            "--quantize", "int8", "--golden-samples", "2", "--out", str(out), "--overwrite",
            *extra]
     cmd += [a for s in shapes for a in ("--input-shape", s)]
@@ -84,6 +87,17 @@ def speed(name: str, work: Path, threads: int, seconds: float) -> dict:
     return {"out": out, "rows": rows}
 
 
+def activation_types(name: str, work: Path, threads: int, seconds: float) -> dict:
+    """ONNX int8 with s8 activations (what --quant-target arm picks) against the u8 ones picked
+    on this x86 host: the measurement behind the manifest's types.why."""
+    u8 = compress(name, work, ["--calib", "random", "--calib-samples", "16"])
+    s8 = compress(name, work, ["--calib", "random", "--calib-samples", "16", "--quant-target",
+                               "arm"], tag="-s8s8", formats=("onnx",))
+    u_ns, s_ns = timed_pair(u8 / "onnx-int8", s8 / "onnx-int8", threads, seconds)
+    return {"u8s8_p50_ms": np.median(u_ns) / 1e6, "s8s8_p50_ms": np.median(s_ns) / 1e6,
+            "ratio": float(np.median(s_ns) / np.median(u_ns))}
+
+
 def size_ratios(outs: list[Path]) -> dict:
     ratios = {}
     for out in outs:
@@ -105,6 +119,7 @@ def main(argv=None) -> int:
         dig = digits(work)
         fast = {n: speed(n, work, args.threads, args.seconds) for n in ("mobilenet_v2", "resnet18")}
         sizes = size_ratios([dig["out"]] + [f["out"] for f in fast.values()])
+        isa = activation_types("mobilenet_v2", work, args.threads, args.seconds)
     for fmt, r in dig["rows"].items():
         print(f"digits {fmt:<7} accuracy fp32 {100 * r['fp32']:.2f}% int8 "
               f"{100 * r['quantized']:.2f}% drop {r['drop_points']:.2f} pts, SNR "
@@ -115,6 +130,8 @@ def main(argv=None) -> int:
         for fmt, r in f["rows"].items():
             print(f"{name:<14}{fmt:<8}{r['fp32_p50_ms']:>12.2f}{r['int8_p50_ms']:>13.2f}"
                   f"{r['ratio']:>7.3f}  [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  {r['calls']}")
+    print(f"mobilenet_v2 onnx int8, s8 over u8 activations: {isa['s8s8_p50_ms']:.2f} / "
+          f"{isa['u8s8_p50_ms']:.2f} ms = {isa['ratio']:.2f}x (why u8 is chosen on VNNI x86)")
     print("int8/fp32 file size: " + ", ".join(f"{k} {v:.3f}" for k, v in sizes.items()))
     d, mb, rn = dig["rows"], fast["mobilenet_v2"]["rows"], fast["resnet18"]["rows"]
     print(f"quantize: digits_drop onnx={d['onnx']['drop_points']:.2f} "
