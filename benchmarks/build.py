@@ -22,12 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks import peers  # noqa: E402
-from benchmarks.models import MODELS, WEIGHTS  # noqa: E402
-from edgepress import shapes  # noqa: E402
-from edgepress.runtime import artifact  # noqa: E402
+from benchmarks import peers
+from benchmarks.models import MODELS, WEIGHTS
+from edgepress import shapes
+from edgepress.runtime import artifact
 
 DIGITS_DATA = ROOT / "examples" / "digits" / "data"
 FORMATS = ("onnx", "tflite")
@@ -97,7 +97,7 @@ def peer_entries(name: str, work: Path, data: dict) -> list[dict]:
 def describe_calib(data: dict) -> str:
     if data["calib"] == "random":
         return f"random ({data['calib_samples']} samples, seed 0)"
-    return f"{Path(data['calib']).name} (real, {Path(data['calib']).parent.parent.name})"
+    return f"{Path(data['calib']).relative_to(ROOT)} (real data)"
 
 
 def eval_data(name: str, work: Path, samples: int) -> str:
@@ -122,7 +122,7 @@ def build_model(name: str, recipes: list, work: Path, args) -> list[dict]:
         made = entries(name, recipe, out, work / name / "int8", describe_calib(data))
         try:
             run_recipe(name, recipe, out, data, args.distill_epochs)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - one recipe failing is a row, not the suite's end
             traceback.print_exc()
             for row in made:
                 row["error"] = f"edgepress {recipe} failed: {type(e).__name__}: {str(e)[:160]}"

@@ -58,7 +58,7 @@ def apply(name: str, fp32_bundle: Path, calib_source: str, calib_samples: int | 
     except Unavailable:
         shutil.rmtree(staged)
         raise
-    except Exception as e:  # a peer that crashes on a zoo model is a result, not our crash
+    except Exception as e:  # noqa: BLE001 - a peer crashing on a zoo model is a result
         shutil.rmtree(staged)
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise Unavailable(f"{package} failed: {type(e).__name__}: {first}") from None

@@ -65,10 +65,10 @@ def size_latency_accuracy(rows: list[dict], path: Path) -> None:
                for i, t in enumerate(TOOLS)]
     handles += [plt.Line2D([], [], color="grey", marker=m, ls="", label=f)
                 for f, m in MARKERS.items()]
-    fig.legend(handles=handles, loc="lower right", fontsize="small")
-    fig.suptitle("size vs latency; labels: accuracy (digits) or top-1 agreement with fp32")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small",
+               title="labels: accuracy or\ntop-1 agreement", title_fontsize="small")
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -93,9 +93,11 @@ def latency_distributions(rows: list[dict], results: Path, path: Path) -> None:
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=7)
         ax.set_title(model, fontsize="medium")
-        ax.set_xlabel("latency, 1 thread (ms)")
+        # log: a shared machine's stalls put the 99th percentile 10-100x above the median
+        ax.set_xscale("log")
+        ax.set_xlabel("latency, 1 thread (ms, log); box 25-75%, whiskers 1-99%")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -36,11 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import measure, plots, tables  # noqa: E402
-from benchmarks.peers import PEERS  # noqa: E402
-from edgepress.devices import estimate  # noqa: E402
-from edgepress.errors import UserError  # noqa: E402
-from edgepress.runtime import fingerprint  # noqa: E402
+from benchmarks import measure, plots, tables
+from benchmarks.peers import PEERS
+from edgepress.devices import estimate
+from edgepress.errors import UserError
+from edgepress.runtime import fingerprint
 
 RESULTS = ROOT / "benchmarks" / "results"
 # --quick: the model with real data and the smallest random one, fp32 + int8 + the peers.
@@ -98,8 +98,10 @@ def write_results(out: Path, rows: list[dict], ctx: dict) -> dict:
     ctx = {**ctx, "rows": rows, "host": host_figures(),
            "errors": sorted({r["error"] for r in rows if r.get("error")}),
            "peer_calls": _peer_calls(rows)}
-    md = ("# edgepress benchmark suite\n\n" + tables.table(rows) + "\n" + tables.notes(ctx)
-          + "\n```\n" + tables.suite_line(summary) + "\n```\n")
+    md = ("# edgepress benchmark suite\n\n## int8: edgepress beside the peers (accuracy or "
+          "agreement, p50 at 1 thread)\n\n" + tables.head_to_head(rows)
+          + "\n## Every artifact\n\n" + tables.table(rows) + "\n## Notes\n\n"
+          + tables.notes(ctx) + "\n```\n" + tables.suite_line(summary) + "\n```\n")
     (out / "summary.md").write_text(md)
     (out / "summary.json").write_text(json.dumps(
         {"suite": summary, "rows": rows, "host": ctx["host"], "command": ctx["command"],

@@ -41,6 +41,32 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+HEAD = (("onnx", "edgepress"), ("onnx", "ort-default"), ("onnx", "nncf"),
+        ("tflite", "edgepress"), ("tflite", "aeq-default"))
+
+
+def head_to_head(rows: list[dict]) -> str:
+    """int8 only, one line per model: each tool's accuracy (or agreement) and p50 at 1 thread,
+    edgepress's plain int8 recipe beside the peers' defaults on the same fp32 model."""
+    cols = [f"{tool} {fmt}" for fmt, tool in HEAD]
+    lines = ["| model | metric | " + " | ".join(cols) + " |", "|" + " --- |" * (len(cols) + 2)]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        found = [_find(rows, model, tool, "int8", fmt) for fmt, tool in HEAD]
+        metric = next((r["metric"] for r in found if r and not r.get("error")), "-")
+        mark = " †" if any(r and r["random_weights"] for r in found) else ""
+        lines.append(f"| {model} | {metric}{mark} | " + " | ".join(map(_brief, found)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _brief(row) -> str:
+    if row is None:
+        return "-"
+    if row.get("error"):
+        return "does not run" if "does not run" in row["error"] else "failed"
+    value = "-" if row["value"] is None else f"{100 * row['value']:.1f}%"
+    return f"{value}, {row['runs']['1']['p50_ms']:.3f} ms"
+
+
 def suite(rows: list[dict]) -> dict:
     """The issue's headline figures (1 thread for the p50 ratio)."""
     ok = [r for r in rows if not r.get("error")]
@@ -74,36 +100,56 @@ def suite_line(s: dict) -> str:
 
 def notes(ctx: dict) -> str:
     """The table's notes: what every figure means and where it came from."""
-    fp, host = ctx["fingerprint"], ctx["host"]
-    random_models = sorted({r["model"] for r in ctx["rows"] if r["random_weights"]})
-    calibs = sorted({f"{r['model']}: {r['calib']}" for r in ctx["rows"]})
-    out = [
-        f"Command: `{ctx['command']}` ({ctx['wall_s'] / 60:.1f} min wall).",
-        f"Host: {fp['cpu_model']}, {fp['cores']} cores, ISA {', '.join(fp['isa'])}; load average "
-        f"{ctx['load_start']:.1f} at the start, {ctx['load_end']:.1f} at the end (a shared "
-        f"machine: other jobs ran meanwhile, so latencies carry their noise). Full fingerprint: "
-        f"fingerprint.json.",
-        f"**† Random weights** ({', '.join(random_models) or 'none in this run'}): seeded "
-        f"random weights, calibrated "
-        f"on `random` noise (explicit: no real data exists) and evaluated on random inputs. Their "
-        f"agreement and SNR figures are meaningless as accuracy claims (near-uniform logits flip "
-        f"top-1 on tiny errors); their size, latency and efficiency figures are meaningful. Only "
-        f"digits (trained on real data) has a real accuracy.",
-        "metric: accuracy on the digits test split (450 real images); elsewhere top-1 agreement "
-        "with the fp32 model of the same format on held-out random inputs (seed 1, never the "
-        "calibration samples). SNR dB: output SNR against that fp32 model on the same inputs.",
-        f"Calibration: {'; '.join(calibs)}. edgepress and the peers get the same samples.",
-        f"Latency: p50 of `edgepress bench` ({ctx['protocol']}), 1T/2T = 1 and 2 threads; "
-        f"onnxruntime for .onnx, LiteRT (XNNPACK) for .tflite.",
-        f"Roofline: achieved GMAC/s = MACs (edgepress inspect, on the fp32 model with the same "
-        f"layers) / p50; % peak = achieved / (threads x {host['clock_ghz']:g} GHz x MACs/cycle), "
-        f"MACs/cycle per core = {host['fp32']} fp32 / {host['int8']} int8 from this CPU's ISA "
-        f"(edgepress.devices.estimate.host_profile: two vector FMA pipes; AVX-512 with VNNI here). "
-        f"{host['formula_int8']}; fp32 artifacts against the fp32 peak. The clock is the one "
-        f"the kernel reports ({host['description']}); a turbo clock above it would lower every "
-        f"percentage, so treat them as upper bounds.",
-        "Peers, all with their defaults on the same fp32 model file: " + "; ".join(
-            f"{name}: `{call}`" for name, call in ctx["peer_calls"].items()) + ".",
-    ]
-    out += [f"Not built: {e}" for e in ctx["errors"]]
-    return "\n".join(f"- {line}" for line in out) + "\n"
+    lines = [f"Command: `{ctx['command']}` ({ctx['wall_s'] / 60:.1f} min wall).",
+             _host_note(ctx), _random_note(ctx), METRIC_NOTE,
+             _calib_note(ctx["rows"]),
+             (f"Latency: p50 of `edgepress bench` ({ctx['protocol']}), 1T/2T = 1 and 2 "
+              f"threads; onnxruntime for .onnx, LiteRT (XNNPACK) for .tflite."),
+             _roofline_note(ctx["host"]), _peers_note(ctx["peer_calls"])]
+    lines += [f"Not measured: {e}" for e in ctx["errors"]]
+    return "\n".join(f"- {line}" for line in lines) + "\n"
+
+
+METRIC_NOTE = ("metric: accuracy on the digits test split (450 real images); elsewhere top-1 "
+               "agreement with the fp32 model of the same format on held-out random inputs "
+               "(seed 1, never the calibration samples). SNR dB: output SNR against that fp32 "
+               "model on the same inputs (for pruned artifacts it includes what pruning changed).")
+
+
+def _calib_note(rows: list[dict]) -> str:
+    listed = "; ".join(sorted({f"{r['model']}: {r['calib']}" for r in rows}))
+    return f"Calibration: {listed}. edgepress and the peers get the same samples."
+
+
+def _host_note(ctx: dict) -> str:
+    fp = ctx["fingerprint"]
+    return (f"Host: {fp['cpu_model']}, {fp['cores']} cores, ISA {', '.join(fp['isa'])}; load "
+            f"average {ctx['load_start']:.1f} at the start, {ctx['load_end']:.1f} at the end "
+            f"(a shared machine: other jobs ran meanwhile, so latencies carry their noise). Full "
+            f"fingerprint: fingerprint.json.")
+
+
+def _random_note(ctx: dict) -> str:
+    models = sorted({r["model"] for r in ctx["rows"] if r["random_weights"]})
+    return (f"**† Random weights** ({', '.join(models) or 'none in this run'}): seeded random "
+            f"weights, calibrated on `random` noise (explicit: no real data exists) and evaluated "
+            f"on random inputs. Their agreement and SNR figures are meaningless as accuracy "
+            f"claims (near-uniform logits flip top-1 on tiny errors); their size, latency and "
+            f"efficiency figures are meaningful. Only digits (trained on real data) has a real "
+            f"accuracy.")
+
+
+def _roofline_note(host: dict) -> str:
+    return (f"Roofline: achieved GMAC/s = MACs (edgepress inspect, on the fp32 model with the "
+            f"same layers) / p50; % peak = achieved / (threads x {host['clock_ghz']:g} GHz x "
+            f"MACs/cycle per core), {host['fp32']} fp32 / {host['int8']} int8 MACs/cycle from "
+            f"this CPU's ISA features (edgepress.devices.estimate.host_profile, two vector FMA "
+            f"pipes assumed): {host['formula_int8']}; {host['formula_fp32']}. fp32 artifacts are "
+            f"held to the fp32 peak. The clock is the one the kernel reports "
+            f"({host['description']}); a turbo clock above it would lower every percentage, so "
+            f"read them as upper bounds.")
+
+
+def _peers_note(calls: dict) -> str:
+    listed = "; ".join(f"{name}: `{call}`" for name, call in calls.items())
+    return f"Peers, each with its defaults on the same fp32 model file: {listed}."

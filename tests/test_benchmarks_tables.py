@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import tables  # noqa: E402
+from benchmarks import tables
 
 LINE = re.compile(r"^suite: models=\d+ artifacts=\d+ vs_ort_default_p50=\d+\.\d+ "
                   r"vs_ort_default_drop=[+-]\d+\.\d+ peak_efficiency_int8=\d+\.\d+%$")
