@@ -94,23 +94,18 @@ def sensitivity(job: quantize.Job, cfg: quantize.QuantizeConfig, data) -> list[d
 
 
 def torch_modules(job: quantize.Job) -> dict:
-    """ONNX node name -> the torch module it came from, from the dynamo exporter's name scopes
-    (so a ranking of `node_Conv_63` also says `stem.0`); empty for other exporters."""
+    """ONNX node name -> the torch module it came from, read off its weight's name (torch's
+    exporters name weight initializers after the parameter, `stem.0.weight`), so a ranking of
+    `node_Conv_63` also says `stem.0`. Nodes whose weight has no such name are left out."""
     if job.fmt != "onnx":
         return {}
-    import ast
-
     import onnx
 
     out = {}
     for node in onnx.load(str(job.fp32_path), load_external_data=False).graph.node:
-        meta = {p.key: p.value for p in node.metadata_props}
-        try:
-            scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
-        except (ValueError, SyntaxError):
-            continue
-        if len(scopes) >= 2:
-            out[node.name] = scopes[-2]  # the innermost module; the last entry is the op
+        if node.op_type in ONNX_LAYER_OPS and len(node.input) > 1 \
+                and node.input[1].endswith(".weight"):
+            out[node.name] = node.input[1][: -len(".weight")]
     return out
 
 
