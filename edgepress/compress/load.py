@@ -461,7 +461,12 @@ def _onnx(source, weights, given, trust_pickle) -> Loaded:
         t = inp.type.tensor_type
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                      for d in t.shape.dim)
-        declared[inp.name] = (dims, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name)
+        try:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
+        except KeyError:  # 0 (UNDEFINED) or a number onnx does not know passes the checker
+            raise UserError(f"ONNX model {source!r}: input {inp.name!r} has element type "
+                            f"{t.elem_type}, which is not a tensor type numpy has") from None
+        declared[inp.name] = (dims, dtype)
     specs = shapes.resolve(list(declared), given, declared, what=f"ONNX model {source!r}")
     return Loaded("onnx", source, specs, onnx_path=path,
                   provenance={"path": source, "sha256": sha256_file(path)})

@@ -133,14 +133,32 @@ def _read_manifest(path: Path) -> dict:
     if major != SCHEMA_VERSION.split(".")[0]:
         raise UserError(f"{str(path)!r}: schema_version {manifest['schema_version']!r} is not "
                         f"supported (this edgepress reads {SCHEMA_VERSION.split('.')[0]}.x)")
+    # Types before values: a hand-edited manifest with "format": [] or "model_file": null
+    # otherwise fails deep inside a reader (found by tests/fuzz).
+    wrong = [(k, t) for k, t in _FIELD_TYPES.items() if not isinstance(manifest[k], t)]
+    if wrong:
+        key, want = wrong[0]
+        raise UserError(f"{str(path)!r}: field {key} should be a {_JSON_NAMES[want]}, got "
+                        f"{type(manifest[key]).__name__}")
     if manifest["format"] not in MODEL_FILES:
         raise UserError(f"{str(path)!r}: format {manifest['format']!r} is not one of "
                         f"{', '.join(MODEL_FILES)}")
-    try:
-        [TensorSpec.from_dict(d) for d in manifest["inputs"] + manifest["outputs"]]
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{str(path)!r}: malformed inputs/outputs ({e})") from None
+    bad = [d for d in manifest["inputs"] + manifest["outputs"] if not _is_spec(d)]
+    if bad:
+        raise UserError(f"{str(path)!r}: malformed inputs/outputs entry {bad[0]!r:.120} "
+                        f"(expected name, shape [ints or names], dtype)")
     return manifest
+
+
+_FIELD_TYPES = {"format": str, "precision": str, "model_file": str, "model_sha256": str,
+                "inputs": list, "outputs": list, "source": dict}
+_JSON_NAMES = {str: "string", list: "list", dict: "JSON object"}
+
+
+def _is_spec(d) -> bool:
+    return (isinstance(d, dict) and isinstance(d.get("name"), str)
+            and isinstance(d.get("dtype"), str) and isinstance(d.get("shape"), list)
+            and all(isinstance(x, (int, str)) and not isinstance(x, bool) for x in d["shape"]))
 
 
 def write_golden(path: Path, inputs: dict, outputs: dict) -> None:

@@ -21,7 +21,13 @@ def apply(model_path) -> dict:
     """A summary of a .onnx or .tflite file (dict, JSON-ready)."""
     path = Path(model_path)
     session = Session(path)
-    layers = METHODS[format_of(path)](path)
+    try:
+        layers = METHODS[format_of(path)](path)
+    except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as e:
+        # The engine loaded the file, but its graph does not add up (a subgraph input index of
+        # -1, an op whose tensors are missing): found by tests/fuzz on damaged .tflite files.
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"{str(path)!r} cannot be inspected: {first}") from None
     return {
         "model": str(path),
         "format": session.format,

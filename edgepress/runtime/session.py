@@ -47,7 +47,10 @@ class _OnnxRuntime:
                              if options.get("execution_mode") == "parallel"
                              else ort.ExecutionMode.ORT_SEQUENTIAL)
         so.enable_cpu_mem_arena = bool(options.get("cpu_arena", True))
-        so.log_severity_level = 3  # errors only; warnings about unused initializers are noise
+        # Fatal only: warnings about unused initializers are noise, and every error also comes
+        # back as the exception we turn into one line; at level 3 a corrupt model printed
+        # onnxruntime's own multi-line log to stderr before edgepress's message (tests/bad_inputs).
+        so.log_severity_level = 4
         self.version = ort.__version__
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.inputs = [_ort_spec(a) for a in self.sess.get_inputs()]
@@ -92,7 +95,8 @@ class _LiteRT:
             kwargs["experimental_op_resolver_type"] = \
                 mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self.version = _package_version(self.module.split(".")[0])
-        self.it = mod.Interpreter(**kwargs)
+        self.it = mod.Interpreter(**kwargs)  # verifies the flatbuffer's structure
+        _check_written_tensors(path)
         self.it.allocate_tensors()
         self._lock = threading.Lock()
         ins, outs = self._io_details()
@@ -117,6 +121,32 @@ class _LiteRT:
                 it.set_tensor(index, feeds[name])
             it.invoke()
             return {name: it.get_tensor(index) for name, index, _q in self._out}
+
+
+def _check_written_tensors(path: Path) -> None:
+    """LiteRT writes op outputs and subgraph inputs in place, and does not check that they are
+    not constants: a damaged file whose activation points at a weight buffer makes invoke write
+    into the read-only mapped model and segfault (found by tests/fuzz). Refuse such a file.
+    Needs the schema LiteRT ships; tflite-runtime has none, and there the check is skipped."""
+    import mmap
+
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        return
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        model = schema.Model.GetRootAs(buf, 0)
+        for g in (model.Subgraphs(i) for i in range(model.SubgraphsLength())):
+            written = set(g.InputsAsNumpy().tolist() if g.InputsLength() else ())
+            for op in (g.Operators(j) for j in range(g.OperatorsLength())):
+                written.update(op.OutputsAsNumpy().tolist() if op.OutputsLength() else ())
+            for t in sorted(i for i in written if 0 <= i < g.TensorsLength()):
+                tensor = g.Tensors(t)
+                b = tensor.Buffer()
+                if 0 < b < model.BuffersLength() and not tensor.IsVariable() and (
+                        model.Buffers(b).DataLength() or model.Buffers(b).Size()):
+                    raise ValueError(f"tensor {t} ({tensor.Name().decode(errors='replace')}) is "
+                                     f"computed by the model but also holds constant data")
 
 
 class _TfliteRuntime(_LiteRT):

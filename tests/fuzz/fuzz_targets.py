@@ -24,6 +24,9 @@ from hypothesis import strategies as st
 from edgepress.errors import UserError
 
 INTERESTING = (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF)
+# A mutated dimension can declare a legal but huge input (1x3x16x12097941: 2.3 GB of floats):
+# bench would allocate and run it for minutes. Such models are loaded and inspected, not run.
+MAX_INPUT_ELEMENTS = 1 << 20
 # Input shapes the fuzzed models are run with (the seeds are the tiny CNN: x = 1,3,16,16).
 CNN_SHAPE = ["1,3,16,16"]
 
@@ -342,9 +345,13 @@ def _runtime_protocol():
 def check_model_file(path: Path, seeds: Path) -> None:
     """What the device side does with a model file: inspect it and bench it (load, run)."""
     from edgepress.runtime import bench, inspect
+    from edgepress.runtime.session import Session
 
     inspect.apply(path)
-    bench.apply(path, protocol=_runtime_protocol())
+    declared = [math.prod(d if isinstance(d, int) and d > 0 else 1 for d in s.shape)
+                for s in Session(path).inputs]
+    if sum(declared) <= MAX_INPUT_ELEMENTS:
+        bench.apply(path, protocol=_runtime_protocol())
 
 
 def check_bundle(path: Path, seeds: Path) -> None:

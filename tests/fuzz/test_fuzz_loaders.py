@@ -10,6 +10,7 @@ Loaders that hand bytes to a native engine (onnxruntime, LiteRT, torch) are fuzz
 process (fuzz_worker.py): a segfault there fails the test with the case that caused it.
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -24,10 +25,14 @@ import fuzz_targets
 from fuzz_worker import fuzz
 
 HERE = Path(__file__).resolve().parent
-# Cases per target in the default run: enough to walk every mutation kind a few times.
-DEFAULT_EXAMPLES = {"report": 60, "recipe": 60, "calib-npz": 60}
-NATIVE_EXAMPLES = 25
-CHILD_LIMIT_S = 900  # only stops a wedged child; not a timing gate
+# Cases per target in the default run: enough to walk every mutation kind a few times; fewer
+# where each case costs a torch load or conversion.
+EXAMPLES = {"report": 60, "recipe": 60, "calib-npz": 60, "torchscript": 25,
+            "exported-program": 25, "safetensors": 25, "state-dict": 25}
+OTHERS = 60
+# Only stops a wedged child, not a timing gate (each case has its own hang detector in the
+# worker); a release run takes as long as it takes.
+CHILD_LIMIT_S = None if "EDGEPRESS_FUZZ_EXAMPLES" in os.environ else 900
 
 
 @pytest.fixture(scope="session")
@@ -65,12 +70,12 @@ def test_seeds_are_accepted(fuzz_seeds, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(n for n, t in fuzz_targets.TARGETS.items() if not t.native))
 def test_fuzz_in_process(name, fuzz_seeds, tmp_path):
-    fuzz(name, fuzz_seeds, tmp_path, fuzz_targets.examples(DEFAULT_EXAMPLES.get(name, 40)))
+    fuzz(name, fuzz_seeds, tmp_path, fuzz_targets.examples(EXAMPLES.get(name, OTHERS)))
 
 
 @pytest.mark.parametrize("name", sorted(n for n, t in fuzz_targets.TARGETS.items() if t.native))
 def test_fuzz_native_in_child(name, fuzz_seeds, tmp_path):
-    n = fuzz_targets.examples(NATIVE_EXAMPLES)
+    n = fuzz_targets.examples(EXAMPLES.get(name, OTHERS))
     proc = subprocess.run([sys.executable, str(HERE / "fuzz_worker.py"), name, str(fuzz_seeds),
                            str(tmp_path), str(n)], capture_output=True, text=True,
                           timeout=CHILD_LIMIT_S)
