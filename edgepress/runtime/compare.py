@@ -46,7 +46,8 @@ METRICS = (
 # Conditions that make two latency figures incomparable when they differ.
 CONDITIONS = (
     ("device", "cpu_model"), ("device", "arch"), ("device", "cores"),
-    ("device", "cores_available"), ("device", "board_model"), ("device", "governor"),
+    ("device", "cores_available"), ("device", "board_model"), ("device", "isa"),
+    ("device", "emulated"), ("device", "governor"),
     ("device", "max_freq_mhz"), ("device", "os"), ("engine", "name"), ("engine", "version"),
     ("engine", "threads"), ("engine", "options"), ("inputs", "tensors"),
 )
