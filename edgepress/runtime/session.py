@@ -8,6 +8,7 @@ unless `raw_io=True`. Threads are always explicit. Never imports torch.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from pathlib import Path
 
@@ -15,6 +16,11 @@ import numpy as np
 
 from edgepress.errors import UserError
 from edgepress.runtime.artifact import TensorSpec, format_of
+
+# LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to stderr on every load;
+# with it, a user mistake was no longer one line (tests/bad_inputs). Read when the library
+# loads, so set before any engine import; warnings and errors still print.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 # Engine options a user may set (recorded in bench reports). Anything else is an error.
 # The first choice of each is what the engine does when the option is not given: reports
