@@ -214,6 +214,9 @@ def _check_fields(fields: dict) -> None:
         raise UserError(f"--max-drop {fields['max_drop']}: must be >= 0 points")
     if fields.get("golden_samples") is not None and fields["golden_samples"] < 1:
         raise UserError(f"--golden-samples {fields['golden_samples']}: must be >= 1")
+    if fields.get("seed") is not None and not 0 <= fields["seed"] < 2**32:
+        # numpy's generators refuse negative seeds with a traceback (found by tests/bad_inputs)
+        raise UserError(f"--seed {fields['seed']}: must be a whole number from 0 to {2**32 - 1}")
 
 
 def _compress(args) -> int:
