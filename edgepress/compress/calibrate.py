@@ -200,9 +200,9 @@ def _npz_reader(path: Path, specs):
 
 # What a damaged zip member raises while it is opened or read (found by tests/fuzz): a bad
 # header or CRC, a seek past the end, a truncated or corrupt deflate stream, an unsupported
-# compression method or an encrypted member.
+# compression method, an encrypted member, a member name that is not UTF-8 (ValueError).
 _ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError,
-               RuntimeError)
+               RuntimeError, ValueError)
 
 
 def _npy_rows(path: Path, member: str):

@@ -397,6 +397,7 @@ def _hf(source, weights, given, trust_pickle) -> Loaded:
         config = json.loads((directory / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{source}/config.json is not valid JSON ({e})") from None
+    _check_hf_config(config, source)
     model = _hf_model(transformers, directory, config, use_safetensors=safetensors)
     seq = min(128, int(config.get("max_position_embeddings", 128)))
     declared = {"input_ids": ((1, seq), "int64"), "attention_mask": ((1, seq), "int64")}
@@ -410,6 +411,24 @@ def _hf(source, weights, given, trust_pickle) -> Loaded:
                                                                  if safetensors else
                                                                  "pytorch_model.bin")),
                               "architecture": (config.get("architectures") or ["AutoModel"])[0]})
+
+
+def _check_hf_config(config, source: str) -> None:
+    """The keys edgepress reads itself, typed (found by tests/fuzz: "architectures": [null]
+    reached getattr(transformers, None))."""
+    if not isinstance(config, dict):
+        raise UserError(f"{source}/config.json should be a JSON object, got "
+                        f"{type(config).__name__}")
+    archs = config.get("architectures")
+    if archs is not None and not (isinstance(archs, list) and
+                                  all(isinstance(a, str) for a in archs)):
+        raise UserError(f"{source}/config.json: architectures {archs!r:.80} should be a list of "
+                        f"class names")
+    for key in ("max_position_embeddings", "vocab_size"):
+        value = config.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{source}/config.json: {key} {value!r:.40} should be a whole "
+                            f"number >= 1")
 
 
 def _hf_model(transformers, directory: Path, config: dict, use_safetensors: bool = True):

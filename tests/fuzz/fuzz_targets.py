@@ -368,6 +368,13 @@ def check_source(path: Path, seeds: Path) -> None:
     load.apply(str(path), input_shapes=CNN_SHAPE if path.suffix != ".onnx" else ())
 
 
+def check_hf(path: Path, seeds: Path) -> None:
+    """A Hugging Face-style directory whose config.json or model.safetensors was damaged."""
+    from edgepress.compress import load
+
+    load.apply(str(path))
+
+
 def check_weights(path: Path, seeds: Path) -> None:
     from tiny_models import factory
 
@@ -436,6 +443,8 @@ TARGETS = {
     "bundle-manifest": Target("bundle/manifest.json", (raw_bytes, json_tree), check_bundle, True),
     "bundle-golden": Target("bundle/golden.npz", (raw_bytes, zip_member, npy_header),
                             check_bundle, True),
+    "hf-config": Target("hf/config.json", (raw_bytes, json_tree), check_hf, True),
+    "hf-weights": Target("hf/model.safetensors", (raw_bytes,), check_hf, True),
     "report": Target("report.json", (raw_bytes, json_tree), check_report, False),
     "recipe": Target("recipe.toml", (raw_bytes, recipe_doc), check_recipe, False),
     "calib-npz": Target("calib.npz", (raw_bytes, zip_member, npy_header), check_data, False),
@@ -457,13 +466,14 @@ def strategy(target: Target, seeds: Path):
 
 def place(target: Target, seeds: Path, case: Case, work: Path) -> Path:
     """Writes the mutated file where the loader will read it; returns what to pass it."""
-    if target.seed.startswith("bundle/"):
-        bundle = work / "bundle"
-        if bundle.exists():
-            shutil.rmtree(bundle)
-        shutil.copytree(seeds / "bundle", bundle)
-        (bundle / Path(target.seed).name).write_bytes(case.data)
-        return bundle
+    folder = Path(target.seed).parent
+    if folder != Path("."):  # a file inside a bundle or a model directory: damage a copy
+        copy = work / folder
+        if copy.exists():
+            shutil.rmtree(copy)
+        shutil.copytree(seeds / folder, copy)
+        (copy / Path(target.seed).name).write_bytes(case.data)
+        return copy
     path = work / f"case{Path(target.seed).suffix}"
     path.write_bytes(case.data)
     return path

@@ -28,7 +28,8 @@ HERE = Path(__file__).resolve().parent
 # Cases per target in the default run: enough to walk every mutation kind a few times; fewer
 # where each case costs a torch load or conversion.
 EXAMPLES = {"report": 60, "recipe": 60, "calib-npz": 60, "torchscript": 25,
-            "exported-program": 25, "safetensors": 25, "state-dict": 25}
+            "exported-program": 25, "safetensors": 25, "state-dict": 25, "hf-config": 25,
+            "hf-weights": 25}
 OTHERS = 60
 # Only stops a wedged child, not a timing gate (each case has its own hang detector in the
 # worker); a release run takes as long as it takes.
@@ -54,11 +55,23 @@ def fuzz_seeds(tmp_path_factory, cnn_bundles):
     protocol = bench.Protocol(warmup_runs=1, warmup_s=0, min_runs=20, min_s=0, memory=False)
     report.save(bench.apply(d / "model.onnx", protocol=protocol), d / "report.json")
     shutil.copy(tiny_models.ROOT / "examples" / "digits" / "recipe.toml", d / "recipe.toml")
+    _hf_seed(d / "hf")
     rng = np.random.default_rng(0)
     np.savez(d / "calib.npz", x=rng.standard_normal((4, 3, 16, 16)).astype(np.float32),
              labels=np.arange(4))
     np.savez(d / "inputs.npz", x=rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
     return d
+
+
+def _hf_seed(directory):
+    """A one-layer BERT with 8-wide hidden states, saved as a Hugging Face directory."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16, max_position_embeddings=16)
+    config.architectures = ["BertModel"]
+    BertModel(config).save_pretrained(str(directory), safe_serialization=True)
 
 
 def test_seeds_are_accepted(fuzz_seeds, tmp_path):
@@ -85,3 +98,17 @@ def test_fuzz_native_in_child(name, fuzz_seeds, tmp_path):
         pytest.fail(f"{name}: the process died with signal {-proc.returncode} on case "
                     f"{last} (file left in {tmp_path})\n{proc.stderr[-4000:]}")
     assert proc.returncode == 0, f"{name}: {proc.stderr[-6000:]}"
+
+
+@pytest.mark.parametrize("name", ["calib-npz", "bundle-golden"])
+def test_atheris_short_run(name, fuzz_seeds, tmp_path):
+    """A short coverage-guided pass with atheris (libFuzzer) where it is installed; the long
+    run for a release is `python tests/fuzz/atheris_fuzz.py TARGET SEEDS -max_total_time=600`."""
+    pytest.importorskip("atheris", reason="atheris is optional: pip install atheris")
+    runs = fuzz_targets.examples(300)
+    proc = subprocess.run([sys.executable, str(HERE / "atheris_fuzz.py"), name, str(fuzz_seeds),
+                           f"-runs={runs}"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=CHILD_LIMIT_S)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert f"Done {runs} runs" in proc.stderr
+
