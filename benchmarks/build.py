@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -41,6 +42,22 @@ RECIPES = {
     "kd": {"prune": PRUNE, "quantize": ("int8",), "distill": "logits"},
 }
 LABELS = {"int8": "int8", "pruned": "pruned50+int8", "kd": "pruned50+kd+int8"}
+
+
+def quiet_stdout():
+    """Points fd 1 at stderr for the rest of the process (the converters print diagnostics
+    straight to stdout, some from C++); returns a stream on the real stdout for progress."""
+    progress = os.fdopen(os.dup(1), "w", buffering=1)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    return progress
+
+
+PROGRESS = sys.stdout
+
+
+def say(line: str) -> None:
+    print(line, file=PROGRESS, flush=True)
 
 
 def data_for(name: str, calib_samples: int) -> dict:
@@ -88,8 +105,7 @@ def peer_entries(name: str, work: Path, data: dict) -> list[dict]:
             row["call"] = f"{record['call']} ({record['library']} {record['version']})"
         except peers.Unavailable as e:
             row["error"] = str(e)
-        print(f"  {name} {peer}: {row.get('error', 'ok')} ({time.time() - t0:.0f} s)",
-              flush=True)
+        say(f"  {name} {peer}: {row.get('error', 'ok')} ({time.time() - t0:.0f} s)")
         rows.append(row)
     return rows
 
@@ -128,7 +144,7 @@ def build_model(name: str, recipes: list, work: Path, args) -> list[dict]:
                 row["error"] = f"edgepress {recipe} failed: {type(e).__name__}: {str(e)[:160]}"
             if recipe == "int8":
                 return made  # no fp32 base: nothing else can be built for this model
-        print(f"  {name} {LABELS[recipe]}: {time.time() - t0:.0f} s", flush=True)
+        say(f"  {name} {LABELS[recipe]}: {time.time() - t0:.0f} s")
         rows += made
     rows += peer_entries(name, work, data)
     evaluation = eval_data(name, work, args.eval_samples)
@@ -144,14 +160,16 @@ def main(argv=None) -> int:
     ap.add_argument("--recipes", default=",".join(RECIPES), help=f"from {list(RECIPES)}")
     ap.add_argument("--calib-samples", type=int, default=32, help="random calibration samples")
     ap.add_argument("--eval-samples", type=int, default=32, help="random held-out samples")
-    ap.add_argument("--distill-epochs", type=int, default=20)
+    ap.add_argument("--distill-epochs", type=int, default=10)
     args = ap.parse_args(argv)
+    global PROGRESS
+    PROGRESS = quiet_stdout()
     recipes = args.recipes.split(",")
     rows = []
     for name in args.models.split(","):
         t0 = time.time()
         rows += build_model(name, recipes, args.work, args)
-        print(f"built {name} in {time.time() - t0:.0f} s", flush=True)
+        say(f"built {name} in {time.time() - t0:.0f} s")
     (args.work / "build.json").write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 

@@ -22,7 +22,7 @@ def ordered(rows: list[dict]) -> list[dict]:
 
 def _cell(row: dict) -> list[str]:
     if row.get("error"):
-        return [row["model"], row["tool"], row["recipe"], row["format"], "not built",
+        return [row["model"], row["tool"], row["recipe"], row["format"], "not measured",
                 row["error"].replace("|", "/"), *["-"] * 7]
     runs, mark = row["runs"], " †" if row["random_weights"] else ""
     value = "-" if row["value"] is None else f"{100 * row['value']:.1f}%{mark}"
@@ -143,11 +143,13 @@ def _roofline_note(host: dict) -> str:
     return (f"Roofline: achieved GMAC/s = MACs (edgepress inspect, on the fp32 model with the "
             f"same layers) / p50; % peak = achieved / (threads x {host['clock_ghz']:g} GHz x "
             f"MACs/cycle per core), {host['fp32']} fp32 / {host['int8']} int8 MACs/cycle from "
-            f"this CPU's ISA features (edgepress.devices.estimate.host_profile, two vector FMA "
-            f"pipes assumed): {host['formula_int8']}; {host['formula_fp32']}. fp32 artifacts are "
-            f"held to the fp32 peak. The clock is the one the kernel reports "
-            f"({host['description']}); a turbo clock above it would lower every percentage, so "
-            f"read them as upper bounds.")
+            f"this CPU's ISA features (edgepress.devices.estimate.host_profile: two vector FMA "
+            f"pipes; int8 raised to AMX's 1024 where the CPU reports amx_int8, since "
+            f"onnxruntime and XNNPACK have AMX kernels): {host['formula_int8']}; "
+            f"{host['formula_fp32']}. fp32 artifacts are held to the fp32 peak. The clock is the "
+            f"one the kernel reports ({host['description']}); a VM hides the turbo clock, and a "
+            f"higher real clock lowers every percentage, so read them as upper bounds. The 2 "
+            f"cores are vCPUs: if they share a physical core, the 2-thread peak is half that.")
 
 
 def _peers_note(calls: dict) -> str:
