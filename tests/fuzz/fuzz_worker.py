@@ -32,6 +32,10 @@ def fuzz(name: str, seeds: Path, work: Path, n: int) -> None:
         faulthandler.dump_traceback_later(HANG_S, exit=True)
         try:
             fuzz_targets.run_case(name, seeds, work, case)
+            if os.environ.get("EDGEPRESS_FUZZ_SELFTEST") == "segfault":  # the parent's own test
+                import ctypes
+
+                ctypes.string_at(0)
         finally:
             faulthandler.cancel_dump_traceback_later()
 

@@ -86,18 +86,32 @@ def test_fuzz_in_process(name, fuzz_seeds, tmp_path):
     fuzz(name, fuzz_seeds, tmp_path, fuzz_targets.examples(EXAMPLES.get(name, OTHERS)))
 
 
-@pytest.mark.parametrize("name", sorted(n for n, t in fuzz_targets.TARGETS.items() if t.native))
-def test_fuzz_native_in_child(name, fuzz_seeds, tmp_path):
-    n = fuzz_targets.examples(EXAMPLES.get(name, OTHERS))
-    proc = subprocess.run([sys.executable, str(HERE / "fuzz_worker.py"), name, str(fuzz_seeds),
-                           str(tmp_path), str(n)], capture_output=True, text=True,
-                          timeout=CHILD_LIMIT_S)
-    case = tmp_path / "current-case.txt"
+def _in_child(name, seeds, work, n, env=None) -> str | None:
+    """Runs fuzz_worker.py; None when every case passed, else what went wrong, naming the
+    case that was running when the process died."""
+    proc = subprocess.run([sys.executable, str(HERE / "fuzz_worker.py"), name, str(seeds),
+                           str(work), str(n)], capture_output=True, text=True,
+                          timeout=CHILD_LIMIT_S, env=env)
+    case = work / "current-case.txt"
     last = case.read_text().strip() if case.is_file() else "(none started)"
     if proc.returncode < 0:
-        pytest.fail(f"{name}: the process died with signal {-proc.returncode} on case "
-                    f"{last} (file left in {tmp_path})\n{proc.stderr[-4000:]}")
-    assert proc.returncode == 0, f"{name}: {proc.stderr[-6000:]}"
+        return (f"{name}: the process died with signal {-proc.returncode} on case {last} "
+                f"(file left in {work})\n{proc.stderr[-4000:]}")
+    return None if proc.returncode == 0 else f"{name}: {proc.stderr[-6000:]}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, t in fuzz_targets.TARGETS.items() if t.native))
+def test_fuzz_native_in_child(name, fuzz_seeds, tmp_path):
+    problem = _in_child(name, fuzz_seeds, tmp_path, fuzz_targets.examples(EXAMPLES.get(name,
+                                                                                       OTHERS)))
+    assert problem is None, problem
+
+
+def test_a_crash_in_the_child_is_reported_with_its_case(fuzz_seeds, tmp_path):
+    env = {**os.environ, "EDGEPRESS_FUZZ_SELFTEST": "segfault"}
+    problem = _in_child("report", fuzz_seeds, tmp_path, 3, env=env)
+    assert problem is not None and "died with signal 11 on case report:" in problem
+    assert (tmp_path / "case.json").is_file()  # the input that crashed it, kept
 
 
 @pytest.mark.parametrize("name", ["calib-npz", "bundle-golden"])
