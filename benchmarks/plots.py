@@ -16,6 +16,7 @@ import numpy as np
 from benchmarks.tables import TOOLS, ordered
 
 MARKERS = {"onnx": "o", "tflite": "s"}
+SHORT = {"fp32": "fp32", "int8": "int8", "pruned50+int8": "pruned", "pruned50+kd+int8": "pruned+kd"}
 
 
 def _pyplot():
@@ -51,13 +52,14 @@ def size_latency_accuracy(rows: list[dict], path: Path) -> None:
             x, y = r["size_bytes"] / 1024, r["runs"]["1"]["p50_ms"]
             ax.scatter([x], [y], marker=MARKERS[r["format"]], s=50,
                        color=f"C{TOOLS.index(r['tool'])}", alpha=0.8)
-            tag = "" if r["value"] is None else f"{100 * r['value']:.0f}%"
-            ax.annotate(tag + ("" if r["tool"] == "edgepress" else f" {r['tool']}"), (x, y),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+            tag = "" if r["value"] is None else f"{100 * r['value']:.0f}% "
+            ax.annotate(tag + SHORT.get(r["recipe"], "") if r["tool"] == "edgepress"
+                        else tag + r["tool"], (x, y), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
         kind = "agreement with fp32, random weights" if ok and _random(ok, model) \
             else "accuracy, real data"
         ax.set_title(f"{model} ({kind})", fontsize="medium")
-        ax.set_xscale("log")
+        _log_axis(ax.xaxis)
         ax.set_xlabel("model file (KiB, log)")
         ax.set_ylabel("p50 latency, 1 thread (ms)")
         ax.grid(alpha=0.3)
@@ -66,8 +68,11 @@ def size_latency_accuracy(rows: list[dict], path: Path) -> None:
     handles += [plt.Line2D([], [], color="grey", marker=m, ls="", label=f)
                 for f, m in MARKERS.items()]
     fig.tight_layout()
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small",
-               title="labels: accuracy or\ntop-1 agreement", title_fontsize="small")
+    spare = len(models) < len(axes)  # an empty panel: the legend goes there
+    fig.legend(handles=handles, fontsize="small", title="labels: accuracy or top-1\nagreement, "
+               "then recipe or peer", title_fontsize="small",
+               **({"loc": "center", "bbox_to_anchor": axes[-1].get_position().bounds} if spare
+                  else {"loc": "center left", "bbox_to_anchor": (1.0, 0.5)}))
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
@@ -94,11 +99,22 @@ def latency_distributions(rows: list[dict], results: Path, path: Path) -> None:
         ax.tick_params(axis="y", labelsize=7)
         ax.set_title(model, fontsize="medium")
         # log: a shared machine's stalls put the 99th percentile 10-100x above the median
-        ax.set_xscale("log")
+        _log_axis(ax.xaxis)
         ax.set_xlabel("latency, 1 thread (ms, log); box 25-75%, whiskers 1-99%")
     fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
+
+
+def _log_axis(axis) -> None:
+    """Log scale with plain labels at 1-2-5 steps (matplotlib's default crowds 3x10^-2 labels
+    together when a panel spans less than a decade)."""
+    from matplotlib import ticker
+
+    axis.axes.set_xscale("log")
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _samples(report: Path) -> np.ndarray:

@@ -109,9 +109,13 @@ def write_results(out: Path, rows: list[dict], ctx: dict) -> dict:
     (out / "fingerprint.json").write_text(json.dumps(
         {"start": ctx["fingerprint"], "end": fingerprint.fingerprint(),
          "host_profile": ctx["host"]}, indent=1) + "\n")
+    draw(out, rows)
+    return summary
+
+
+def draw(out: Path, rows: list[dict]) -> None:
     plots.size_latency_accuracy(rows, out / "size_latency_accuracy.png")
     plots.latency_distributions(rows, out, out / "latency_distributions.png")
-    return summary
 
 
 def _peer_calls(rows: list[dict]) -> dict:
@@ -132,9 +136,14 @@ def main(argv=None) -> int:
                     help="measure what --work already holds (WORK/build.json) without rebuilding")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--distill-epochs", type=int, default=10)
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw the plots from the results folder's summary.json")
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
+    if args.replot:  # figures only: every number comes from the committed run
+        draw(out, json.loads((out / "summary.json").read_text())["rows"])
+        return 0
     threads = tuple(int(t) for t in args.threads.split(","))
     protocol = measure.QUICK if args.quick else measure.FULL
     t0, fp = time.time(), fingerprint.fingerprint()
