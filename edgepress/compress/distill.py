@@ -102,8 +102,8 @@ def apply(student: nn.Module, teacher: nn.Module, cfg: DistillConfig, train, val
     check(cfg)
     torch.manual_seed(cfg.seed)
     rank, world = _dist_info()
-    x, y = _tensors(train, "training")
-    vx, vy = _tensors(val, "validation") if val is not None else (x, y)
+    x, y = as_tensors(train)
+    vx, vy = as_tensors(val) if val is not None else (x, y)
     teacher = teacher.eval()
     pairs = METHODS[cfg.method](student, teacher, cfg, x)
     trainer = _Trainer(student, teacher, cfg, pairs, world, steps=_steps(cfg, x, world))
@@ -295,7 +295,7 @@ METHODS = {"logits": _logits_only, "features": _with_features}
 
 # ---- data, schedule, distributed ------------------------------------------------------------------
 
-def _tensors(data, what: str):
+def as_tensors(data):
     """A Dataset as (name -> tensor (N, ...), labels tensor or None). Training revisits every
     sample each epoch, so the set is held in memory (calibration data, by contrast, streams)."""
     samples, labels = [], []

@@ -270,6 +270,9 @@ def _summary_notes(loaded) -> dict:
         notes["distill"] = (f"teacher {d['teacher']}; best {d['metric']} {d['best_metric']:.4f} "
                             f"(torch, validation data) at epoch {d['best_epoch'] + 1} of "
                             f"{d['epochs_run']}")
+        if "teacher_eval" in d:
+            t = d["teacher_eval"]
+            notes["teacher"] = f"{t['metric']} {100 * t['value']:.2f}% (torch, eval data)"
     if "prune" in loaded.stages:
         notes["prune"] = loaded.stages["prune"].get("spec")
     return notes
@@ -316,6 +319,11 @@ def _distill(req, loaded, teacher):
     loaded.model = result.model.eval()
     loaded.stages["distill"] = {**result.figures(), "teacher": req.teacher or "the source model",
                                 "train": train.record(), "config": vars(cfg)}
+    if req.eval:  # the teacher's own score on the held-out data, for the summary
+        ex, ey = distill.as_tensors(calibrate.open_data(req.eval, loaded.inputs, None, pre))
+        loaded.stages["distill"]["teacher_eval"] = {
+            "metric": "accuracy" if ey is not None else "agreement",
+            "value": distill.evaluate(teacher, teacher, ex, ey)}
     return result
 
 
