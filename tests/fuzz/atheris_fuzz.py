@@ -6,11 +6,12 @@ and libFuzzer writes the input that caused it to crash-<sha1> in the work folder
     python tests/fuzz/atheris_fuzz.py TARGET SEEDS [libFuzzer flags, e.g. -runs=20000
                                                     -max_total_time=600 CORPUS_DIR]
 
-SEEDS is a folder of valid seed files as test_fuzz_loaders.py's `fuzz_seeds` fixture makes them
-(its seed starts the corpus). edgepress's own modules are instrumented for coverage; the engines
-(onnxruntime, LiteRT, torch) are native and are not, so for them this is a mutation fuzzer
-guided by edgepress's Python branches only. atheris is optional (pip install atheris: wheels
-for CPython 3.8-3.11+ on Linux x86-64); test_fuzz_loaders.py runs a short pass when present.
+SEEDS is a folder of valid seed files (fuzz_seeds.py; made there first when it does not exist:
+a minute, it exports the tiny CNN); the target's seed starts the corpus. edgepress's own modules
+are instrumented for coverage; the engines (onnxruntime, LiteRT, torch) are native and are not,
+so for them this is a mutation fuzzer guided by edgepress's Python branches only. atheris is
+optional (pip install atheris; a Linux x86-64 wheel for CPython 3.11 exists);
+test_fuzz_loaders.py runs a short pass when it is installed.
 """
 
 import os
@@ -40,6 +41,10 @@ import fuzz_targets  # noqa: E402
 def main() -> None:
     name, seeds = sys.argv[1], Path(sys.argv[2])
     target = fuzz_targets.TARGETS[name]
+    if not seeds.exists():
+        import fuzz_seeds
+
+        fuzz_seeds.make(seeds)
     work = Path(tempfile.mkdtemp(prefix=f"edgepress-atheris-{name}-"))
     corpus = work / "corpus"
     corpus.mkdir()

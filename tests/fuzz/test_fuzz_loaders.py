@@ -11,16 +11,13 @@ process (fuzz_worker.py): a segfault there fails the test with the case that cau
 """
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-import tiny_models
 
+import fuzz_seeds as fuzz_seeds_module
 import fuzz_targets
 from fuzz_worker import fuzz
 
@@ -38,40 +35,8 @@ CHILD_LIMIT_S = None if "EDGEPRESS_FUZZ_EXAMPLES" in os.environ else 900
 
 @pytest.fixture(scope="session")
 def fuzz_seeds(tmp_path_factory, cnn_bundles):
-    """Valid small files of every kind, made from the tiny CNN: what the mutations start from."""
-    from safetensors.torch import save_file
-
-    from edgepress.runtime import bench, report
-
-    d = tmp_path_factory.mktemp("fuzz-seeds")
-    shutil.copy(cnn_bundles / "onnx-fp32" / "model.onnx", d / "model.onnx")
-    shutil.copy(cnn_bundles / "tflite-fp32" / "model.tflite", d / "model.tflite")
-    shutil.copytree(cnn_bundles / "onnx-fp32", d / "bundle")
-    model, x = tiny_models.cnn(), torch.randn(1, 3, 16, 16)
-    torch.jit.save(torch.jit.trace(model, x), d / "model.pt")
-    torch.export.save(torch.export.export(model, (x,)), d / "model.pt2")
-    save_file(model.state_dict(), d / "weights.safetensors")
-    torch.save(model.state_dict(), d / "weights.pt")
-    protocol = bench.Protocol(warmup_runs=1, warmup_s=0, min_runs=20, min_s=0, memory=False)
-    report.save(bench.apply(d / "model.onnx", protocol=protocol), d / "report.json")
-    shutil.copy(tiny_models.ROOT / "examples" / "digits" / "recipe.toml", d / "recipe.toml")
-    _hf_seed(d / "hf")
-    rng = np.random.default_rng(0)
-    np.savez(d / "calib.npz", x=rng.standard_normal((4, 3, 16, 16)).astype(np.float32),
-             labels=np.arange(4))
-    np.savez(d / "inputs.npz", x=rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
-    return d
-
-
-def _hf_seed(directory):
-    """A one-layer BERT with 8-wide hidden states, saved as a Hugging Face directory."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=16, max_position_embeddings=16)
-    config.architectures = ["BertModel"]
-    BertModel(config).save_pretrained(str(directory), safe_serialization=True)
+    """Valid small files of every kind (fuzz_seeds.py): what the mutations start from."""
+    return fuzz_seeds_module.make(tmp_path_factory.mktemp("fuzz-seeds"), cnn_bundles)
 
 
 def test_seeds_are_accepted(fuzz_seeds, tmp_path):
