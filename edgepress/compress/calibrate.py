@@ -177,7 +177,7 @@ def _npz_reader(path: Path, specs):
     try:
         with zipfile.ZipFile(path) as z:
             members = {Path(n).stem: n for n in z.namelist() if n.endswith(".npy")}
-    except (zipfile.BadZipFile, OSError) as e:
+    except _ZIP_ERRORS as e:
         raise UserError(f"data {str(path)!r} is not a readable .npz file ({e})") from None
     names = [s.name for s in specs]
     missing = [n for n in names if n not in members]

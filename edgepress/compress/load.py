@@ -307,7 +307,7 @@ def _is_torchscript_archive(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             return any("/code/" in n for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError):  # ValueError: a name that is not UTF-8
         return False
 
 
