@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,9 +253,16 @@ def _check_records(path: Path, source: str) -> None:
                         raise UserError(f"{source!r}: tensor record {folder}/{key} is missing or "
                                         f"shorter than the {need} bytes it declares (truncated "
                                         f"or damaged TorchScript archive)")
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+    except (*_ZIP_ERRORS, KeyError) as e:
         raise UserError(f"{source!r} is not a loadable TorchScript file ({_first_line(e)})") \
             from None
+
+
+# What zipfile raises on a damaged archive (found by tests/fuzz and atheris): bad headers or
+# CRCs, names that are not UTF-8 (ValueError), an unknown zip version or compression method
+# (NotImplementedError), an encrypted member (RuntimeError), a corrupt deflate stream.
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+               RuntimeError, zlib.error)
 
 
 _STORAGE_BYTES = {"DoubleStorage": 8, "LongStorage": 8, "ComplexFloatStorage": 8,
@@ -307,7 +315,7 @@ def _is_torchscript_archive(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             return any("/code/" in n for n in z.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError):  # ValueError: a name that is not UTF-8
+    except _ZIP_ERRORS:
         return False
 
 

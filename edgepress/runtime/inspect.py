@@ -47,11 +47,13 @@ def _onnx(path: Path) -> dict:
     except ImportError:
         raise UserError("inspecting an ONNX file needs the onnx package: pip install onnx") \
             from None
+    from google.protobuf.message import DecodeError
+
     try:
         model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
-        # onnxruntime can load a graph whose declared shapes contradict what onnx infers
-        # (found by tests/fuzz); these two do not derive from ValueError
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, DecodeError) as e:
+        # onnxruntime can load a graph whose declared shapes contradict what onnx infers, or
+        # bytes that python protobuf calls corrupt (found by tests/fuzz); none is a ValueError
         raise ValueError(str(e)) from None  # apply() turns it into one UserError line
     g = model.graph
     consts = {i.name: tuple(i.dims) for i in g.initializer}
