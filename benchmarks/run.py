@@ -93,22 +93,31 @@ def host_figures() -> dict:
             "formula_fp32": host.formula("fp32"), "description": host.description}
 
 
-def write_results(out: Path, rows: list[dict], ctx: dict) -> dict:
-    summary = tables.suite(rows)
-    ctx = {**ctx, "rows": rows, "host": host_figures(),
-           "errors": sorted({r["error"] for r in rows if r.get("error")}),
-           "peer_calls": _peer_calls(rows)}
-    md = ("# edgepress benchmark suite\n\n## int8: edgepress beside the peers (accuracy or "
-          "agreement, p50 at 1 thread)\n\n" + tables.head_to_head(rows)
-          + "\n## Every artifact\n\n" + tables.table(rows) + "\n## Notes\n\n"
-          + tables.notes(ctx) + "\n```\n" + tables.suite_line(summary) + "\n```\n")
-    (out / "summary.md").write_text(md)
+def record(out: Path, rows: list[dict], ctx: dict) -> dict:
+    """Writes what was measured (summary.json: rows and their context; fingerprint.json), then
+    renders the tables and plots from it."""
+    ctx = {**ctx, "host": host_figures()}
     (out / "summary.json").write_text(json.dumps(
-        {"suite": summary, "rows": rows, "host": ctx["host"], "command": ctx["command"],
-         "wall_s": ctx["wall_s"], "protocol": ctx["protocol"]}, indent=1, default=str) + "\n")
+        {"suite": tables.suite(rows), "rows": rows, "context": ctx}, indent=1, default=str)
+        + "\n")
     (out / "fingerprint.json").write_text(json.dumps(
         {"start": ctx["fingerprint"], "end": fingerprint.fingerprint(),
          "host_profile": ctx["host"]}, indent=1) + "\n")
+    return render(out)
+
+
+def render(out: Path) -> dict:
+    """summary.md and the plots, from summary.json alone (so a formatting fix needs no rerun)."""
+    saved = json.loads((out / "summary.json").read_text())
+    rows = saved["rows"]
+    summary = tables.suite(rows)
+    ctx = {**saved["context"], "rows": rows, "peer_calls": _peer_calls(rows),
+           "errors": sorted({r["error"] for r in rows if r.get("error")})}
+    md = ("# edgepress benchmark suite\n\n## int8: edgepress beside the peers (accuracy or "
+          "agreement, p50 at 1 thread)\n\n" + tables.head_to_head(rows)
+          + "\n## Every artifact\n\n" + tables.table(rows) + "\n## Notes\n\n"
+          + tables.notes(ctx, summary) + "\n```\n" + tables.suite_line(summary) + "\n```\n")
+    (out / "summary.md").write_text(md)
     draw(out, rows)
     return summary
 
@@ -119,9 +128,10 @@ def draw(out: Path, rows: list[dict]) -> None:
 
 
 def _peer_calls(rows: list[dict]) -> dict:
+    """Each peer's call as made (from a row where it ran), else why it never ran."""
     calls = {name: "not run" for name in PEERS}
     for r in rows:
-        if r["tool"] in PEERS:
+        if r["tool"] in PEERS and (r.get("call") or calls[r["tool"]] == "not run"):
             calls[r["tool"]] = r.get("call") or f"not available: {r.get('error')}"
     return calls
 
@@ -136,13 +146,13 @@ def main(argv=None) -> int:
                     help="measure what --work already holds (WORK/build.json) without rebuilding")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--distill-epochs", type=int, default=10)
-    ap.add_argument("--replot", action="store_true",
-                    help="only redraw the plots from the results folder's summary.json")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite summary.md and the plots from the results' summary.json")
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
-    if args.replot:  # figures only: every number comes from the committed run
-        draw(out, json.loads((out / "summary.json").read_text())["rows"])
+    if args.render:  # formatting only: every number comes from the recorded run
+        print(tables.suite_line(render(out)))
         return 0
     threads = tuple(int(t) for t in args.threads.split(","))
     protocol = measure.QUICK if args.quick else measure.FULL
@@ -163,7 +173,7 @@ def main(argv=None) -> int:
                "wall_s": time.time() - t0, "fingerprint": fp,
                "load_start": fp["load_avg_1m"], "load_end": os.getloadavg()[0],
                "protocol": _describe(protocol)}
-        summary = write_results(out, [_portable(r, work) for r in rows], ctx)
+        summary = record(out, [_portable(r, work) for r in rows], ctx)
     print(f"wrote {out}/summary.md ({(time.time() - t0) / 60:.1f} min)")
     print(tables.suite_line(summary))
     return 0

@@ -70,20 +70,22 @@ def _brief(row) -> str:
 def suite(rows: list[dict]) -> dict:
     """The issue's headline figures (1 thread for the p50 ratio)."""
     ok = [r for r in rows if not r.get("error")]
-    ratios, drops = [], []
+    ratios, drops, per_model = [], [], {}
     for model in dict.fromkeys(r["model"] for r in ok):
         ours = _find(ok, model, "edgepress", "int8", "onnx")
         peer = _find(ok, model, "ort-default", "int8", "onnx")
         if ours and peer:
             ratios.append(ours["runs"]["1"]["p50_ms"] / peer["runs"]["1"]["p50_ms"])
             drops.append(100 * (ours["value"] - peer["value"]))
+            per_model[model] = {"p50_ratio": ratios[-1], "drop_points": drops[-1],
+                                "snr_db": (ours["snr_db"], peer["snr_db"])}
     int8 = [run["fraction"] for r in ok if r["precision"] == "int8" for run in r["runs"].values()]
     return {"models": len({r["model"] for r in ok}), "artifacts": len(ok),
             "vs_ort_default_p50": math.exp(sum(map(math.log, ratios)) / len(ratios))
             if ratios else float("nan"),
             "vs_ort_default_drop": sum(drops) / len(drops) if drops else float("nan"),
             "peak_efficiency_int8": 100 * max(int8) if int8 else float("nan"),
-            "pairs": len(ratios)}
+            "pairs": len(ratios), "per_model": per_model}
 
 
 def _find(rows, model, tool, recipe, fmt):
@@ -98,9 +100,10 @@ def suite_line(s: dict) -> str:
             f"peak_efficiency_int8={s['peak_efficiency_int8']:.1f}%")
 
 
-def notes(ctx: dict) -> str:
+def notes(ctx: dict, summary: dict) -> str:
     """The table's notes: what every figure means and where it came from."""
     lines = [f"Command: `{ctx['command']}` ({ctx['wall_s'] / 60:.1f} min wall).",
+             _suite_note(summary),
              _host_note(ctx), _random_note(ctx), METRIC_NOTE,
              _calib_note(ctx["rows"]),
              (f"Latency: p50 of `edgepress bench` ({ctx['protocol']}), 1T/2T = 1 and 2 "
@@ -114,6 +117,17 @@ METRIC_NOTE = ("metric: accuracy on the digits test split (450 real images); els
                "agreement with the fp32 model of the same format on held-out random inputs "
                "(seed 1, never the calibration samples). SNR dB: output SNR against that fp32 "
                "model on the same inputs (for pruned artifacts it includes what pruning changed).")
+
+
+def _suite_note(summary: dict) -> str:
+    per = "; ".join(f"{m} {v['p50_ratio']:.2f}x, {v['drop_points']:+.1f} pts (SNR "
+                    f"{v['snr_db'][0]:.1f} vs {v['snr_db'][1]:.1f} dB)"
+                    for m, v in summary["per_model"].items())
+    return (f"Suite line (last line below): vs_ort_default_p50 is the geometric mean over models "
+            f"of edgepress int8 ONNX p50 / ORT-defaults int8 p50 at 1 thread; "
+            f"vs_ort_default_drop the mean of edgepress minus ORT-defaults accuracy (digits) or "
+            f"agreement (†) in points; peak_efficiency_int8 the best int8 artifact's % of the "
+            f"int8 peak at any thread count. Per model: {per}.")
 
 
 def _calib_note(rows: list[dict]) -> str:
