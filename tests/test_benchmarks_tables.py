@@ -16,7 +16,8 @@ LINE = re.compile(r"^suite: models=\d+ artifacts=\d+ vs_ort_default_p50=\d+\.\d+
 
 def _row(model, tool, p50, value, fraction=0.1, fmt="onnx", precision="int8", error=None):
     row = {"model": model, "tool": tool, "recipe": "int8" if precision == "int8" else "fp32",
-           "format": fmt, "precision": precision, "value": value, "random_weights": False,
+           "format": fmt, "precision": precision, "value": value, "snr_db": 30.0,
+           "random_weights": False,
            "runs": {"1": {"p50_ms": p50, "fraction": fraction}}}
     return {**row, "error": error} if error else row
 
