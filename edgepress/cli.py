@@ -54,7 +54,7 @@ def _add_distill(sub):
     p = sub.add_parser("distill", help="compress with knowledge distillation (--distill logits "
                                        "by default): teacher -> (pruned) student -> bundles")
     _add_compress_flags(p)
-    p.set_defaults(func=_compress, distill="logits")
+    p.set_defaults(func=_compress, distill_command=True)
 
 
 # Flag defaults are None ("not given"): the recipe file's value, else the pipeline's default,
@@ -224,6 +224,8 @@ def _compress(args) -> int:
 
     fields = recipe.load(args.recipe) if args.recipe else {}
     fields.update(_request_fields(args))
+    if getattr(args, "distill_command", False) and not fields.get("distill"):
+        fields["distill"] = "logits"  # `edgepress distill`: the recipe's method, else logits
     _check_fields(fields)
     if fields.get("out") is not None:
         fields["out"] = Path(fields["out"])

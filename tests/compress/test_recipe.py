@@ -174,3 +174,19 @@ def test_shipped_recipes_parse(name):
     req = pipeline.Request(**fields)
     assert req.prune == "channels:0.5" and req.distill == "logits" and "int8" in req.quantize
     assert req.source.endswith(("digits_cnn", "mobilenet_v2"))
+
+
+def test_distill_command_keeps_the_recipes_method(tmp_path, capsys):
+    """`edgepress distill` means logits only when the recipe names no method."""
+    _digits_like(tmp_path)
+    path = _write(tmp_path, f"""
+[model]
+source = "{TINY}:convnet"
+input_shape = ["1,3,16,16"]
+[data]
+train = "train.npz"
+[distill]
+method = "attention"
+""")
+    assert cli.main(["distill", "--recipe", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "distill method 'attention' is not one of" in capsys.readouterr().err
