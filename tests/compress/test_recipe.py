@@ -97,16 +97,22 @@ def _digits_like(tmp_path, n=96):
     np.savez(tmp_path / "eval.npz", x=x[:32], labels=labels[:32])
 
 
-def test_full_chain_from_a_recipe_with_flag_overrides(tmp_path, capsys):
-    """load -> prune -> distill -> export -> quantize -> verify -> summary, one recipe; a flag
-    overrides the file's value."""
+def _convnet_recipe(tmp_path, rest: str):
+    """A recipe for the tiny prunable CNN with its data written beside it, plus `rest`."""
     _digits_like(tmp_path)
-    path = _write(tmp_path, f"""
+    return _write(tmp_path, f"""
 [model]
 source = "{TINY}:convnet"
 input_shape = ["1,3,16,16"]
 [data]
 train = "train.npz"
+""" + rest)
+
+
+def test_full_chain_from_a_recipe_with_flag_overrides(tmp_path, capsys):
+    """load -> prune -> distill -> export -> quantize -> verify -> summary, one recipe; a flag
+    overrides the file's value."""
+    path = _convnet_recipe(tmp_path, """
 eval = "eval.npz"
 calib = "train.npz"
 [prune]
@@ -178,13 +184,7 @@ def test_shipped_recipes_parse(name):
 
 def test_distill_command_keeps_the_recipes_method(tmp_path, capsys):
     """`edgepress distill` means logits only when the recipe names no method."""
-    _digits_like(tmp_path)
-    path = _write(tmp_path, f"""
-[model]
-source = "{TINY}:convnet"
-input_shape = ["1,3,16,16"]
-[data]
-train = "train.npz"
+    path = _convnet_recipe(tmp_path, """
 [distill]
 method = "attention"
 """)
