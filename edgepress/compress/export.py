@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from edgepress.compress import compact
 from edgepress.errors import UserError, choices
 
 LAYOUTS = ("nchw", "nhwc")
@@ -132,7 +133,8 @@ def _tflite(loaded, path: Path, opts: ExportOptions, sample: dict, n_outputs: in
         raise UserError(f"TFLite export (litert-torch) failed: {_first_line(e)}") from None
     return Exported(path, {"exporter": "litert-torch", "torch": torch.__version__,
                            "litert_torch": _version("litert-torch"),
-                           "layout": opts.tflite_layout.upper()})
+                           "layout": opts.tflite_layout.upper(),
+                           "compacted_bytes": compact.apply(path)})
 
 
 def to_nhwc(t):

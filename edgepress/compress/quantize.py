@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepress.compress import compact
 from edgepress.errors import UserError, choices
 
 PRECISIONS = ("int8", "dynamic", "weight-int8", "fp16")
@@ -88,6 +89,7 @@ def apply(job: Job, cfg: QuantizeConfig) -> Quantized:
     if cfg.speed_check and cfg.precision in ("int8", "dynamic") and not cfg.only:
         result = _protect_speed(job, cfg, result)
     result.figures.setdefault("excluded_layers", list(cfg.exclude))
+    result.figures["compacted_bytes"] = compact.apply(result.path)
     return result
 
 

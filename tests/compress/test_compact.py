@@ -1,0 +1,109 @@
+"""compact: smaller files that compute exactly what the tools wrote.
+
+The quantizers' raw output (quantize.METHODS, before quantize.apply compacts it) is compacted in a
+copy; the copy must give bit-identical outputs, keep its inputs and outputs, keep every fusion
+onnxruntime makes, and lose the bookkeeping names.
+"""
+
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from tiny_models import factory
+
+from edgepress.compress import calibrate, compact, load, quantize
+from edgepress.runtime.session import Session
+
+
+@pytest.fixture(scope="module")
+def raw_int8(cnn_bundles, tmp_path_factory):
+    """fmt -> (raw int8 file, its compacted copy)."""
+    tmp = tmp_path_factory.mktemp("compact")
+    loaded = load.apply(factory("cnn"), None, ("1,3,16,16",))
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "c.npz", x=rng.standard_normal((16, 1, 3, 16, 16)).astype(np.float32))
+    calib = calibrate.open_data(str(tmp / "c.npz"), loaded.inputs)
+    out = {}
+    for fmt in ("onnx", "tflite"):
+        job = quantize.Job(loaded, fmt, cnn_bundles / f"{fmt}-fp32" / f"model.{fmt}",
+                           tmp / f"raw.{fmt}", calib, {"x": torch.from_numpy(calib.first(1)["x"][0])},
+                           work=tmp / f"work-{fmt}")
+        raw = quantize.METHODS[(fmt, "int8")](job, quantize.QuantizeConfig("int8")).path
+        small = tmp / f"compact.{fmt}"
+        shutil.copyfile(raw, small)
+        out[fmt] = (raw, small, compact.apply(small))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_same_outputs_smaller_file(raw_int8, fmt):
+    raw, small, saved = raw_int8[fmt]
+    assert saved > 0 and small.stat().st_size == raw.stat().st_size - saved
+    a, b = Session(raw), Session(small)
+    assert a.inputs == b.inputs and a.outputs == b.outputs
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        x = {"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)}
+        for name, out in a.run(x).items():
+            assert np.array_equal(out, b.run(x)[name])
+
+
+def test_onnx_keeps_every_fusion(raw_int8, tmp_path):
+    raw, small, _ = raw_int8["onnx"]
+
+    def fused_ops(path):
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / f"opt-{path.name}")
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
+
+    fused = fused_ops(small)
+    assert fused == fused_ops(raw) and fused["QLinearConv"] == 2, fused
+
+
+def test_onnx_names_and_zero_points(raw_int8):
+    raw, small, _ = raw_int8["onnx"]
+    before, after = onnx.load(str(raw)).graph, onnx.load(str(small)).graph
+    names = {t.name for t in after.initializer} | {o for n in after.node for o in n.output}
+    assert not [n for n in names if "_DequantizeLinear" in n or "_zero_point" in n]
+    assert "conv1.weight_i" in names  # the weight's own name stays readable
+    int32 = {t.name for t in after.initializer if t.data_type == onnx.TensorProto.INT32}
+    assert int32 and all(len(n.input) == 2 for n in after.node
+                         if n.op_type == "DequantizeLinear" and n.input[0] in int32)
+    assert len(after.initializer) < len(before.initializer)
+
+
+def test_tflite_names_are_module_paths(raw_int8):
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    def names(path):
+        return [t.name.decode() for t in flatbuffer_utils.read_model(str(path)).subgraphs[0].tensors]
+
+    raw, small = raw_int8["tflite"][:2]
+    assert any("torch.nn.modules" in n for n in names(raw))
+    after = names(small)
+    assert len(set(after)) == len(after)
+    assert not [n for n in after if "/" in n or "torch.nn" in n or len(n) > 40], after
+    assert {"conv1", "conv2", "fc"} <= {n.split(":")[0] for n in after}
+
+
+def test_fp32_tflite_export_is_compacted(cnn_bundles):
+    manifest = json.loads((cnn_bundles / "tflite-fp32" / "manifest.json").read_text())
+    assert manifest["stages"]["export"]["compacted_bytes"] > 0
+
+
+@pytest.mark.parametrize("location,path", [
+    ("Root/torch.nn.modules.container.Sequential_down/torch.nn.modules.conv.Conv2d_0;", "down.0"),
+    ("Root/a.ReLU_2;;Root/a.BatchNorm2d_1;;Root/a.Conv2d_0;", "2"),
+    ("Root/pkg.Block_layer_1/pkg.Linear_fc;1", "layer_1.fc"),
+    ("arith.constant1", "arith.constant1"),
+    ("torch.export._trace.<locals>.Wrapper;1", ""),
+])
+def test_module_path(location, path):
+    assert compact.module_path(location) == path
