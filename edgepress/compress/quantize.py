@@ -166,6 +166,21 @@ def normalise_onnx(src: Path, work: Path) -> tuple[Path, list]:
     return out, notes
 
 
+def _aligned(src: Path, work: Path) -> tuple[Path, list]:
+    """The normalised model with its narrow convolutions' input channels padded (align.py)."""
+    import onnx
+
+    from edgepress.compress import align
+
+    out = work / "aligned.onnx"
+    model = onnx.load(str(src))
+    notes = align.pad_input_channels(model)
+    if not notes:
+        return src, []
+    onnx.save(model, str(out))
+    return out, notes
+
+
 def int8_types(target: str) -> dict:
     """Activation/weight types for ORT int8 on `target`, and the reason (for the manifest)."""
     isa = _host_isa() if target == "host" else target
@@ -234,6 +249,9 @@ def _onnx_static(job: Job, cfg: QuantizeConfig) -> Quantized:
     work = work_dir(job)
     src, notes = normalise_onnx(job.fp32_path, work)
     types = int8_types(cfg.target)
+    if types["isa"].startswith("x86"):
+        src, aligned = _aligned(src, work)
+        notes = notes + aligned
     if cfg.activations != "auto" and cfg.activations != types["activations"]:
         types = {**types, "activations": cfg.activations,
                  "why": f"{cfg.activations} activations: the {types['activations']} choice ran "
