@@ -35,7 +35,11 @@ from benchmarks.models import MODELS  # noqa: E402
 from edgepress.runtime import artifact, compare, inspect  # noqa: E402
 from edgepress.runtime.session import Session  # noqa: E402
 
-BLOCK_S = 0.05  # per block: long enough for several calls, short enough that drift is shared
+# Per block: short enough that drift on a shared machine hits both models alike, long enough to
+# time each one warm. Switching models evicts the other's weights from cache: on MobileNetV2 the
+# first int8 call after a switch ran 15% slower than the 8th (fp32 8%), so 0.05 s blocks (~6
+# calls) timed int8 partly cold (int8/fp32 0.56 vs 0.50-0.53 with 0.5 s blocks, same files).
+BLOCK_S = 0.5
 
 
 def export(name: str, prune: str | None, work: Path) -> Path:
