@@ -104,7 +104,7 @@ def notes(ctx: dict, summary: dict) -> str:
     """The table's notes: what every figure means and where it came from."""
     lines = [f"Command: `{ctx['command']}` ({ctx['wall_s'] / 60:.1f} min wall).",
              _suite_note(summary),
-             _host_note(ctx), _random_note(ctx), METRIC_NOTE,
+             _host_note(ctx), _random_note(ctx), _metric_note(ctx["rows"]),
              _calib_note(ctx["rows"]),
              (f"Latency: p50 of `edgepress bench` ({ctx['protocol']}), 1T/2T = 1 and 2 "
               f"threads; onnxruntime for .onnx, LiteRT (XNNPACK) for .tflite."),
@@ -113,10 +113,14 @@ def notes(ctx: dict, summary: dict) -> str:
     return "\n".join(f"- {line}" for line in lines) + "\n"
 
 
-METRIC_NOTE = ("metric: accuracy on the digits test split (450 real images); elsewhere top-1 "
-               "agreement with the fp32 model of the same format on held-out random inputs "
-               "(seed 1, never the calibration samples). SNR dB: output SNR against that fp32 "
-               "model on the same inputs (for pruned artifacts it includes what pruning changed).")
+def _metric_note(rows: list[dict]) -> str:
+    counts = sorted({r["eval_samples"] for r in rows if r.get("random_weights")
+                     and r.get("eval_samples")})
+    n = "/".join(map(str, counts)) + " " if counts else ""
+    return ("metric: accuracy on the digits test split (450 real images); elsewhere top-1 "
+            f"agreement with the fp32 model of the same format on {n}held-out random inputs "
+            "(seed 1, never the calibration samples). SNR dB: output SNR against that fp32 "
+            "model on the same inputs (for pruned artifacts it includes what pruning changed).")
 
 
 def _suite_note(summary: dict) -> str:
@@ -137,10 +141,13 @@ def _calib_note(rows: list[dict]) -> str:
 
 def _host_note(ctx: dict) -> str:
     fp = ctx["fingerprint"]
+    # the suite itself keeps about one core busy: a load average well above that means others ran
+    busy = max(ctx["load_start"], ctx["load_end"]) > 1.5
+    load = ("other jobs ran meanwhile, so latencies carry their noise" if busy else
+            "nothing else ran; the suite itself keeps about one core busy")
     return (f"Host: {fp['cpu_model']}, {fp['cores']} cores, ISA {', '.join(fp['isa'])}; load "
             f"average {ctx['load_start']:.1f} at the start, {ctx['load_end']:.1f} at the end "
-            f"(a shared machine: other jobs ran meanwhile, so latencies carry their noise). Full "
-            f"fingerprint: fingerprint.json.")
+            f"({load}). Full fingerprint: fingerprint.json.")
 
 
 def _random_note(ctx: dict) -> str:
