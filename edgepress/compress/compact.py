@@ -24,9 +24,16 @@ _ORT_SUFFIXES = (("_DequantizeLinear_Output", "_dq"), ("_QuantizeLinear_Output",
                  ("_quantized", "_i"), ("_zero_point", "_zp"), ("_scale", "_s"))
 
 
+# Above this the names are noise beside the weights, and rewriting would have to handle what
+# big models use instead of one flatbuffer/protobuf (2 GiB limits): external buffers and data.
+MAX_BYTES = 1 << 30
+
+
 def apply(path: Path) -> int:
     """Compacts the model file at `path` in place; returns the bytes saved."""
     before = path.stat().st_size
+    if before > MAX_BYTES:
+        return 0
     {".onnx": _onnx, ".tflite": _tflite}[path.suffix](path)
     return before - path.stat().st_size
 
@@ -75,8 +82,10 @@ def _unique(name: str, taken: set) -> str:
 def _onnx(path: Path) -> None:
     import onnx
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)
     graph = model.graph
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
+        return  # its weights live in other files: left exactly as written
     _drop_zero_bias_points(graph)
     if not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
                for n in graph.node for a in n.attribute):

@@ -107,3 +107,21 @@ def test_fp32_tflite_export_is_compacted(cnn_bundles):
 ])
 def test_module_path(location, path):
     assert compact.module_path(location) == path
+
+
+def test_onnx_with_external_data_is_left_alone(raw_int8, tmp_path):
+    raw = raw_int8["onnx"][0]
+    model = onnx.load(str(raw))
+    onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="ext.data", size_threshold=0)
+    before = (tmp_path / "ext.onnx").read_bytes()
+    assert compact.apply(tmp_path / "ext.onnx") == 0
+    assert (tmp_path / "ext.onnx").read_bytes() == before
+
+
+def test_files_over_the_limit_are_left_alone(raw_int8, tmp_path, monkeypatch):
+    small = tmp_path / "big.tflite"
+    shutil.copyfile(raw_int8["tflite"][0], small)
+    monkeypatch.setattr(compact, "MAX_BYTES", small.stat().st_size - 1)
+    assert compact.apply(small) == 0
+    assert small.read_bytes() == raw_int8["tflite"][0].read_bytes()
