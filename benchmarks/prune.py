@@ -66,6 +66,11 @@ def timed_pair(a: Path, b: Path, threads: int, seconds: float) -> tuple:
         feeds = {k: np.ascontiguousarray(v[0]) for k, v in golden.items()}
         session = Session(opened.model_path, threads=threads)
         runs.append(lambda s=session, f=feeds: s.run(f))
+    return alternate(runs, seconds)
+
+
+def alternate(runs: list, seconds: float) -> tuple:
+    """Per-call ns of the two callables in `runs`, timed in alternating blocks."""
     for _ in range(5):  # warm-up
         for run in runs:
             run()

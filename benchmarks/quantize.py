@@ -43,12 +43,13 @@ FORMATS = ("onnx", "tflite")
 
 
 def compress(name: str, work: Path, extra: list[str], tag: str = "",
-             formats: tuple = FORMATS) -> Path:
-    """WORK/<name><tag>: {format}-{fp32,int8} (built once, reused with --work)."""
+             formats: tuple = FORMATS, source: tuple | None = None) -> Path:
+    """WORK/<name><tag>: {format}-{fp32,int8} (built once, reused with --work). `source`:
+    (SOURCE, input shapes) when the model is not a zoo model."""
     out = work / f"{name}{tag}"
     if all((out / f"{f}-int8").is_dir() for f in formats):
         return out
-    source, shapes = MODELS[name]
+    source, shapes = source or MODELS[name]
     cmd = [sys.executable, "-m", "edgepress.cli", "compress", source, "--format", ",".join(formats),
            "--quantize", "int8", "--golden-samples", "2", "--out", str(out), "--overwrite",
            *extra]
