@@ -172,13 +172,16 @@ def _aligned(src: Path, work: Path) -> tuple[Path, list]:
 
     from edgepress.compress import align
 
-    out = work / "aligned.onnx"
+    out, record = work / "aligned.onnx", work / "aligned.txt"
+    if record.exists():  # the accuracy search and the scans quantize the same model many times
+        notes = record.read_text().splitlines()
+        return (out if notes else src), notes
     model = onnx.load(str(src))
     notes = align.pad_input_channels(model)
-    if not notes:
-        return src, []
-    onnx.save(model, str(out))
-    return out, notes
+    if notes:
+        onnx.save(model, str(out))
+    record.write_text("\n".join(notes))
+    return (out if notes else src), notes
 
 
 def int8_types(target: str) -> dict:
