@@ -8,12 +8,21 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-# torch is pinned first so pip takes the CPU wheel (an unpinned torch pulls a multi-GB CUDA
-# build); the package's own range (<2.14) then installs nothing more.
+# torch is installed first, pinned, so the package's own range (<2.14) then installs nothing more.
+# PyTorch's CPU wheel index is tried first: the CPU-only build is ~190 MB, where PyPI's Linux
+# x86_64 torch 2.13.0 is the CUDA build that pulls several GB of nvidia-* wheels. Where that index
+# cannot be reached (offline mirrors, locked-down networks) the pinned wheel from the configured
+# index is taken instead. One short timeout and no retries, so an unreachable index costs seconds.
+TORCH := torch==2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --timeout 20 --retries 0 \
+	    --index-url $(TORCH_CPU_INDEX) $(TORCH) 2>/dev/null || \
+	  { echo "PyTorch's CPU wheel index unreachable: installing $(TORCH) from the configured index"; \
+	    $(BIN)/python -m pip install --quiet $(TORCH); }
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
