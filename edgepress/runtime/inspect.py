@@ -7,6 +7,7 @@ also feeds device estimates.
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -23,9 +24,10 @@ def apply(model_path) -> dict:
     session = Session(path)
     try:
         layers = METHODS[format_of(path)](path)
-    except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as e:
+    except (ValueError, RuntimeError, IndexError, KeyError, TypeError, struct.error) as e:
         # The engine loaded the file, but its graph does not add up (a subgraph input index of
         # -1, an op whose tensors are missing): found by tests/fuzz on damaged .tflite files.
+        # struct.error: flatbuffers' reader on an offset past the end of a damaged file.
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UserError(f"{str(path)!r} cannot be inspected: {first}") from None
     return {
@@ -127,7 +129,7 @@ def _tflite(path: Path) -> dict:
     session = Session(path, options={"xnnpack": False})
     it = session._engine.it  # the interpreter: op and tensor details are only exposed there
     tensors = {t["index"]: t for t in it.get_tensor_details()}
-    ops = it._get_ops_details()  # noqa: SLF001 - LiteRT's Python API has no public op listing
+    ops = _tflite_ops(it, path)
     produced = {o for op in ops for o in op["outputs"]}
     graph_inputs = {d["index"] for d in it.get_input_details()}
     consts = {i for op in ops for i in op["inputs"]
@@ -141,6 +143,53 @@ def _tflite(path: Path) -> dict:
                           consts)} for op in ops]
     return {"params": params, "ops": [op["op_name"] for op in ops],
             "layers": [layer for layer in layers if layer["macs"]]}
+
+
+def _tflite_ops(it, path: Path) -> list[dict]:
+    """The primary subgraph's ops as dicts: index, op_name, inputs, outputs (tensor indices).
+
+    LiteRT's Python API lists ops only through the private Interpreter._get_ops_details. It is
+    used where it exists and answers in that form; otherwise the ops are read from the file
+    with the flatbuffer schema LiteRT ships, so a release that drops or changes the private call
+    is not reported as a damaged model file (nor is every TFLite bundle's summary lost)."""
+    private = getattr(it, "_get_ops_details", None)
+    if callable(private):
+        try:
+            ops = private()
+        except Exception:  # noqa: BLE001 - a changed signature: the file reader decides
+            ops = None
+        if isinstance(ops, list) and all(isinstance(op, dict) and _OP_KEYS <= op.keys()
+                                         for op in ops):
+            return ops
+    return _tflite_ops_from_file(path)
+
+
+_OP_KEYS = {"index", "op_name", "inputs", "outputs"}
+
+
+def _tflite_ops_from_file(path: Path) -> list[dict]:
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        raise UserError("listing a TFLite model's ops needs ai-edge-litert's flatbuffer schema "
+                        "(this interpreter has no Interpreter._get_ops_details): pip install "
+                        "ai-edge-litert") from None
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    ops = []
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        # schema 3a: small codes live in the deprecated int8 field, the larger of the two counts
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, str(builtin))
+        if name == "CUSTOM" and code.CustomCode():
+            name = code.CustomCode().decode(errors="replace")
+        ops.append({"index": j, "op_name": name,
+                    "inputs": op.InputsAsNumpy() if op.InputsLength() else np.zeros(0, np.int32),
+                    "outputs": op.OutputsAsNumpy() if op.OutputsLength() else np.zeros(0, np.int32)})
+    return ops
 
 
 def _tflite_macs(op, tensors) -> int:
