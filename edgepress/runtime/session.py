@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from edgepress.errors import UserError
+from edgepress.runtime import enginelog
 from edgepress.runtime.artifact import TensorSpec, format_of
 
-# LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to stderr on every load;
-# with it, a user mistake was no longer one line (tests/bad_inputs). Read when the library
-# loads, so set before any engine import; warnings and errors still print.
+# LiteRT's TensorFlow-style logger (absl/TF_CPP) stays at warnings and above; read when the
+# library loads, so set before any engine import. Its other logger, which prints "INFO: Created
+# TensorFlow Lite XNNPACK delegate for CPU." on every load, ignores this: see enginelog.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 # Engine options a user may set (recorded in bench reports). Anything else is an error.
@@ -117,9 +118,10 @@ class _LiteRT:
             kwargs["experimental_op_resolver_type"] = \
                 mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self.version = _package_version(self.module.split(".")[0])
-        self.it = mod.Interpreter(**kwargs)  # verifies the flatbuffer's structure
-        _check_written_tensors(path)
-        self.it.allocate_tensors()
+        with enginelog.filtered():  # its INFO lines, at creation and when delegates apply
+            self.it = mod.Interpreter(**kwargs)  # verifies the flatbuffer's structure
+            _check_written_tensors(path)
+            self.it.allocate_tensors()
         self._lock = threading.Lock()
         ins, outs = self._io_details()
         self._in = [(n, d["index"], d["dtype"], _qparams(d)) for n, d in ins.items()]
