@@ -1,6 +1,7 @@
 """inspect: what a model file holds: inputs/outputs, parameters, MACs, size, op histogram.
 
-Works on the device side (no torch). MACs are counted per layer for the ops that dominate
+Works on the device side: no torch, and no onnx package (ONNX files are read by onnxgraph, and
+their tensors' shapes inferred by onnxruntime). MACs are counted per layer for the ops that dominate
 inference (convolutions, matrix products); elementwise ops are not counted. The per-layer list
 also feeds device estimates.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepress.errors import UserError
+from edgepress.runtime import onnxgraph
 from edgepress.runtime.artifact import format_of
 from edgepress.runtime.session import Session
 
@@ -44,27 +46,25 @@ def apply(model_path) -> dict:
 
 
 def _onnx(path: Path) -> dict:
-    try:
-        import onnx
-    except ImportError:
-        raise UserError("inspecting an ONNX file needs the onnx package: pip install onnx") \
-            from None
-    from google.protobuf.message import DecodeError
-
-    try:
-        model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, DecodeError) as e:
-        # onnxruntime can load a graph whose declared shapes contradict what onnx infers, or
-        # bytes that python protobuf calls corrupt (found by tests/fuzz); none is a ValueError
-        raise ValueError(str(e)) from None  # apply() turns it into one UserError line
-    g = model.graph
+    data = path.read_bytes()
+    g = onnxgraph.read(data).graph  # ValueError on a damaged file: apply() makes it one line
+    if g is None:
+        raise ValueError("the file holds no graph")
     consts = {i.name: tuple(i.dims) for i in g.initializer}
     for n in g.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].t.dims:
-            consts[n.output[0]] = tuple(n.attribute[0].t.dims)
-    shapes = {vi.name: _dims(vi) for vi in list(g.value_info) + list(g.input) + list(g.output)}
+        t = n.attribute[0].t if n.op_type == "Constant" and n.attribute else None
+        if t is not None and t.dims:
+            consts[n.output[0]] = tuple(t.dims)
+    declared = g.value_info + g.input + g.output
+    shapes = {vi.name: onnxgraph.dims(vi) or () for vi in declared}
+    sizes = {vi.name: onnxgraph.ITEMSIZES[onnxgraph.elem_type(vi)] for vi in declared
+             if onnxgraph.elem_type(vi) in onnxgraph.ITEMSIZES}
+    sizes.update({i.name: onnxgraph.ITEMSIZES[i.data_type] for i in g.initializer
+                  if i.data_type in onnxgraph.ITEMSIZES})
+    inferred_shapes, inferred_sizes = _inferred(data, g, consts)
+    shapes.update(inferred_shapes)
+    sizes.update(inferred_sizes)
     shapes.update(consts)
-    sizes = _onnx_itemsizes(g)
     layers = [{"name": n.name or n.output[0], "op": n.op_type,
                "macs": _onnx_macs(n, shapes, consts),
                **_traffic(n.input, n.output, shapes, sizes, set(consts))} for n in g.node]
@@ -73,14 +73,40 @@ def _onnx(path: Path) -> dict:
             "layers": [layer for layer in layers if layer["macs"]]}
 
 
-def _onnx_itemsizes(g) -> dict:
-    """Bytes per element of every named tensor whose element type is known."""
-    from onnx.helper import tensor_dtype_to_np_dtype
+# The ops whose MACs are counted (_onnx_macs): the shapes of their tensors are what is needed.
+_MAC_OPS = {"Conv", "ConvInteger", "QLinearConv", "Gemm", "MatMul", "MatMulInteger",
+            "QLinearMatMul", "FusedMatMul"}
+_ORT_ITEMSIZES = {"float": 4, "double": 8, "float16": 2, "bfloat16": 2, "bool": 1, "int8": 1,
+                  "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4, "int64": 8,
+                  "uint64": 8}
 
-    types = {vi.name: vi.type.tensor_type.elem_type
-             for vi in list(g.value_info) + list(g.input) + list(g.output)}
-    types.update({i.name: i.data_type for i in g.initializer})
-    return {k: np.dtype(tensor_dtype_to_np_dtype(t)).itemsize for k, t in types.items() if t}
+
+def _inferred(data: bytes, g, consts: dict) -> tuple[dict, dict]:
+    """Shapes and item sizes of the MAC layers' tensors from onnxruntime's shape inference (the
+    ONNX operator schemas, as onnx.shape_inference uses): they are exposed as graph outputs of
+    a session that is created, never run. ONNX files declare few intermediate shapes, and the
+    device install has no onnx package. Where onnxruntime cannot say, shapes stay as declared
+    (unknown ones count 0 MACs, as _traffic says)."""
+    known = set(consts) | {v.name for v in g.input} | {v.name for v in g.output}
+    wanted = sorted({t for n in g.node if n.op_type in _MAC_OPS
+                     for t in [*n.input, *n.output]} - known - {""})
+    if not wanted or any(t.data_location == onnxgraph.EXTERNAL for t in g.initializer):
+        return {}, {}  # (weights in other files: a session from bytes could not find them)
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        sess = ort.InferenceSession(onnxgraph.with_outputs(data, wanted), so,
+                                    providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - the file itself loaded (apply's Session); see above
+        return {}, {}
+    outs = [o for o in sess.get_outputs() if o.name in set(wanted) and o.shape is not None]
+    shapes = {o.name: tuple(d if isinstance(d, int) else -1 for d in o.shape) for o in outs}
+    sizes = {o.name: _ORT_ITEMSIZES[o.type[7:-1]] for o in outs
+             if o.type.startswith("tensor(") and o.type[7:-1] in _ORT_ITEMSIZES}
+    return shapes, sizes
 
 
 def _traffic(inputs, outputs, shapes: dict, itemsizes: dict, weights: set) -> dict:
@@ -95,11 +121,6 @@ def _traffic(inputs, outputs, shapes: dict, itemsizes: dict, weights: set) -> di
     return {"weight_bytes": sum(size(i) for i in inputs if i in weights),
             "activation_bytes": sum(size(i) for i in inputs if i != "" and i not in weights)
             + sum(size(o) for o in outputs)}
-
-
-def _dims(vi) -> tuple:
-    return tuple(d.dim_value if d.HasField("dim_value") else -1
-                 for d in vi.type.tensor_type.shape.dim)
 
 
 def _onnx_macs(node, shapes: dict, consts: dict) -> int:

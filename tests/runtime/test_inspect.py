@@ -1,6 +1,7 @@
 """inspect: the figures of a model file, on the device side (no torch, no onnx package), and
 without trusting private engine APIs to stay as they are."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -60,3 +61,29 @@ def test_tflite_ops_without_the_private_listing(cnn_bundles, monkeypatch, change
     want = inspect.apply(path)
     change(monkeypatch)
     assert inspect.apply(path) == want
+
+
+def test_inspect_on_the_device_install(cnn_bundles, tmp_path):
+    """`edgepress inspect BUNDLE --json` with numpy + the engines only: torch, the onnx package
+    (and protobuf, which it needs) blocked in a fresh interpreter. Same figures as here."""
+    want = {fmt: inspect.apply(cnn_bundles / f"{fmt}-fp32" / f"model.{fmt}")
+            for fmt in ("onnx", "tflite")}
+    code = textwrap.dedent(f"""
+        import contextlib, io, json, sys
+        for name in ("torch", "onnx", "google.protobuf", "edgepress.compress", "litert_torch"):
+            sys.modules[name] = None  # any import of these now raises ImportError
+        from edgepress.cli import main
+        out = {{}}
+        for fmt in ("onnx", "tflite"):
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                assert main(["inspect", {str(cnn_bundles)!r} + f"/{{fmt}}-fp32", "--json"]) == 0
+            out[fmt] = json.loads(buf.getvalue())
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    for fmt in ("onnx", "tflite"):
+        assert got[fmt] == json.loads(json.dumps(want[fmt])), fmt
+        assert got[fmt]["macs"] == CNN_MACS
