@@ -69,11 +69,12 @@ def test_device_side_imports_without_torch(cnn_bundles):
         import sys
         for name in ("torch", "edgepress.compress", "litert_torch", "onnx"):
             sys.modules[name] = None  # any import of these now raises ImportError
-        from edgepress.runtime import artifact, bench, report, session, verify
+        from edgepress.runtime import artifact, bench, inspect, report, session, verify
         import edgepress.devices, edgepress.shapes, edgepress.cli
         for fmt in ("onnx", "tflite"):
             b = artifact.open_bundle({str(cnn_bundles)!r} + f"/{{fmt}}-fp32")
             assert verify.apply(b).passed
+            assert inspect.apply(b.model_path)["macs"] > 0
             rep = bench.apply(b.path, 1, bench.Protocol(warmup_runs=1, warmup_s=0, min_runs=3,
                                                         min_s=0))
             assert rep["results"]["latency_ms"]["n"] >= 3
