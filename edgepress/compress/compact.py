@@ -10,7 +10,9 @@ stay bit-identical and onnxruntime still fuses every QDQ group (tests/compress/t
 - ONNX quantized by onnxruntime: the suffixes its quantizer appends to every name
   (`_DequantizeLinear_Output`, `_quantized_zero_point`, ...) are shortened, int32 bias zero
   points that are all zero are dropped (DequantizeLinear's default zero point is 0), and opset
-  imports no node uses are removed. 3.3 KB of the 49 KB int8 digits CNN.
+  imports no node uses are removed. 3.3 KB of the 49 KB int8 digits CNN. What the nodes of
+  `If` / `Loop` / `Scan` subgraphs read or use counts, at any depth: a branch may read an outer
+  initializer by name alone.
 """
 
 from __future__ import annotations
@@ -87,10 +89,9 @@ def _onnx(path: Path) -> None:
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
         return  # its weights live in other files: left exactly as written
     _drop_zero_bias_points(graph)
-    if not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-               for n in graph.node for a in n.attribute):
+    if not any(_subgraphs(n) for n in graph.node):
         _shorten_names(graph)  # subgraphs may name outer tensors: left alone where there are any
-    used = {n.domain for n in graph.node} | {""}
+    used = {n.domain for n in _all_nodes(graph)} | {""}
     kept = [o for o in model.opset_import if o.domain in used]
     del model.opset_import[:]
     model.opset_import.extend(kept)
@@ -111,10 +112,43 @@ def _drop_zero_bias_points(graph) -> None:
             continue
         if not numpy_helper.to_array(zp).any():
             del node.input[2]
-    used = {name for node in graph.node for name in node.input}
+    used = _read_names(graph)
     kept = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
+
+
+def _subgraphs(node) -> list:
+    """The graphs an If / Loop / Scan (or any control-flow) node holds as attributes."""
+    import onnx
+
+    out = []
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            out.append(a.g)
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            out.extend(a.graphs)
+    return out
+
+
+def _all_nodes(graph):
+    """Every node of `graph` and of its subgraphs, at any depth."""
+    for node in graph.node:
+        yield node
+        for sub in _subgraphs(node):
+            yield from _all_nodes(sub)
+
+
+def _read_names(graph) -> set:
+    """Every name the model reads: node inputs at any depth (a branch may read an outer
+    initializer without listing it among its If node's inputs) and every graph's outputs (an
+    output may be an initializer itself)."""
+    names = {v.name for v in graph.output}
+    for node in graph.node:
+        names.update(node.input)
+        for sub in _subgraphs(node):
+            names |= _read_names(sub)
+    return names
 
 
 def _shorten_names(graph) -> None:

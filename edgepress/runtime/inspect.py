@@ -1,18 +1,21 @@
 """inspect: what a model file holds: inputs/outputs, parameters, MACs, size, op histogram.
 
-Works on the device side (no torch). MACs are counted per layer for the ops that dominate
+Works on the device side: no torch, and no onnx package (ONNX files are read by onnxgraph, and
+their tensors' shapes inferred by onnxruntime). MACs are counted per layer for the ops that dominate
 inference (convolutions, matrix products); elementwise ops are not counted. The per-layer list
 also feeds device estimates.
 """
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from edgepress.errors import UserError
+from edgepress.runtime import onnxgraph
 from edgepress.runtime.artifact import format_of
 from edgepress.runtime.session import Session
 
@@ -23,9 +26,10 @@ def apply(model_path) -> dict:
     session = Session(path)
     try:
         layers = METHODS[format_of(path)](path)
-    except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as e:
+    except (ValueError, RuntimeError, IndexError, KeyError, TypeError, struct.error) as e:
         # The engine loaded the file, but its graph does not add up (a subgraph input index of
         # -1, an op whose tensors are missing): found by tests/fuzz on damaged .tflite files.
+        # struct.error: flatbuffers' reader on an offset past the end of a damaged file.
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UserError(f"{str(path)!r} cannot be inspected: {first}") from None
     return {
@@ -42,27 +46,25 @@ def apply(model_path) -> dict:
 
 
 def _onnx(path: Path) -> dict:
-    try:
-        import onnx
-    except ImportError:
-        raise UserError("inspecting an ONNX file needs the onnx package: pip install onnx") \
-            from None
-    from google.protobuf.message import DecodeError
-
-    try:
-        model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, DecodeError) as e:
-        # onnxruntime can load a graph whose declared shapes contradict what onnx infers, or
-        # bytes that python protobuf calls corrupt (found by tests/fuzz); none is a ValueError
-        raise ValueError(str(e)) from None  # apply() turns it into one UserError line
-    g = model.graph
+    data = path.read_bytes()
+    g = onnxgraph.read(data).graph  # ValueError on a damaged file: apply() makes it one line
+    if g is None:
+        raise ValueError("the file holds no graph")
     consts = {i.name: tuple(i.dims) for i in g.initializer}
     for n in g.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].t.dims:
-            consts[n.output[0]] = tuple(n.attribute[0].t.dims)
-    shapes = {vi.name: _dims(vi) for vi in list(g.value_info) + list(g.input) + list(g.output)}
+        t = n.attribute[0].t if n.op_type == "Constant" and n.attribute else None
+        if t is not None and t.dims:
+            consts[n.output[0]] = tuple(t.dims)
+    declared = g.value_info + g.input + g.output
+    shapes = {vi.name: onnxgraph.dims(vi) or () for vi in declared}
+    sizes = {vi.name: onnxgraph.ITEMSIZES[onnxgraph.elem_type(vi)] for vi in declared
+             if onnxgraph.elem_type(vi) in onnxgraph.ITEMSIZES}
+    sizes.update({i.name: onnxgraph.ITEMSIZES[i.data_type] for i in g.initializer
+                  if i.data_type in onnxgraph.ITEMSIZES})
+    inferred_shapes, inferred_sizes = _inferred(data, g, consts)
+    shapes.update(inferred_shapes)
+    sizes.update(inferred_sizes)
     shapes.update(consts)
-    sizes = _onnx_itemsizes(g)
     layers = [{"name": n.name or n.output[0], "op": n.op_type,
                "macs": _onnx_macs(n, shapes, consts),
                **_traffic(n.input, n.output, shapes, sizes, set(consts))} for n in g.node]
@@ -71,14 +73,40 @@ def _onnx(path: Path) -> dict:
             "layers": [layer for layer in layers if layer["macs"]]}
 
 
-def _onnx_itemsizes(g) -> dict:
-    """Bytes per element of every named tensor whose element type is known."""
-    from onnx.helper import tensor_dtype_to_np_dtype
+# The ops whose MACs are counted (_onnx_macs): the shapes of their tensors are what is needed.
+_MAC_OPS = {"Conv", "ConvInteger", "QLinearConv", "Gemm", "MatMul", "MatMulInteger",
+            "QLinearMatMul", "FusedMatMul"}
+_ORT_ITEMSIZES = {"float": 4, "double": 8, "float16": 2, "bfloat16": 2, "bool": 1, "int8": 1,
+                  "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4, "int64": 8,
+                  "uint64": 8}
 
-    types = {vi.name: vi.type.tensor_type.elem_type
-             for vi in list(g.value_info) + list(g.input) + list(g.output)}
-    types.update({i.name: i.data_type for i in g.initializer})
-    return {k: np.dtype(tensor_dtype_to_np_dtype(t)).itemsize for k, t in types.items() if t}
+
+def _inferred(data: bytes, g, consts: dict) -> tuple[dict, dict]:
+    """Shapes and item sizes of the MAC layers' tensors from onnxruntime's shape inference (the
+    ONNX operator schemas, as onnx.shape_inference uses): they are exposed as graph outputs of
+    a session that is created, never run. ONNX files declare few intermediate shapes, and the
+    device install has no onnx package. Where onnxruntime cannot say, shapes stay as declared
+    (unknown ones count 0 MACs, as _traffic says)."""
+    known = set(consts) | {v.name for v in g.input} | {v.name for v in g.output}
+    wanted = sorted({t for n in g.node if n.op_type in _MAC_OPS
+                     for t in [*n.input, *n.output]} - known - {""})
+    if not wanted or any(t.data_location == onnxgraph.EXTERNAL for t in g.initializer):
+        return {}, {}  # (weights in other files: a session from bytes could not find them)
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        sess = ort.InferenceSession(onnxgraph.with_outputs(data, wanted), so,
+                                    providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - the file itself loaded (apply's Session); see above
+        return {}, {}
+    outs = [o for o in sess.get_outputs() if o.name in set(wanted) and o.shape is not None]
+    shapes = {o.name: tuple(d if isinstance(d, int) else -1 for d in o.shape) for o in outs}
+    sizes = {o.name: _ORT_ITEMSIZES[o.type[7:-1]] for o in outs
+             if o.type.startswith("tensor(") and o.type[7:-1] in _ORT_ITEMSIZES}
+    return shapes, sizes
 
 
 def _traffic(inputs, outputs, shapes: dict, itemsizes: dict, weights: set) -> dict:
@@ -93,11 +121,6 @@ def _traffic(inputs, outputs, shapes: dict, itemsizes: dict, weights: set) -> di
     return {"weight_bytes": sum(size(i) for i in inputs if i in weights),
             "activation_bytes": sum(size(i) for i in inputs if i != "" and i not in weights)
             + sum(size(o) for o in outputs)}
-
-
-def _dims(vi) -> tuple:
-    return tuple(d.dim_value if d.HasField("dim_value") else -1
-                 for d in vi.type.tensor_type.shape.dim)
 
 
 def _onnx_macs(node, shapes: dict, consts: dict) -> int:
@@ -127,7 +150,7 @@ def _tflite(path: Path) -> dict:
     session = Session(path, options={"xnnpack": False})
     it = session._engine.it  # the interpreter: op and tensor details are only exposed there
     tensors = {t["index"]: t for t in it.get_tensor_details()}
-    ops = it._get_ops_details()  # noqa: SLF001 - LiteRT's Python API has no public op listing
+    ops = _tflite_ops(it, path)
     produced = {o for op in ops for o in op["outputs"]}
     graph_inputs = {d["index"] for d in it.get_input_details()}
     consts = {i for op in ops for i in op["inputs"]
@@ -141,6 +164,53 @@ def _tflite(path: Path) -> dict:
                           consts)} for op in ops]
     return {"params": params, "ops": [op["op_name"] for op in ops],
             "layers": [layer for layer in layers if layer["macs"]]}
+
+
+def _tflite_ops(it, path: Path) -> list[dict]:
+    """The primary subgraph's ops as dicts: index, op_name, inputs, outputs (tensor indices).
+
+    LiteRT's Python API lists ops only through the private Interpreter._get_ops_details. It is
+    used where it exists and answers in that form; otherwise the ops are read from the file
+    with the flatbuffer schema LiteRT ships, so a release that drops or changes the private call
+    is not reported as a damaged model file (nor is every TFLite bundle's summary lost)."""
+    private = getattr(it, "_get_ops_details", None)
+    if callable(private):
+        try:
+            ops = private()
+        except Exception:  # noqa: BLE001 - a changed signature: the file reader decides
+            ops = None
+        if isinstance(ops, list) and all(isinstance(op, dict) and _OP_KEYS <= op.keys()
+                                         for op in ops):
+            return ops
+    return _tflite_ops_from_file(path)
+
+
+_OP_KEYS = {"index", "op_name", "inputs", "outputs"}
+
+
+def _tflite_ops_from_file(path: Path) -> list[dict]:
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        raise UserError("listing a TFLite model's ops needs ai-edge-litert's flatbuffer schema "
+                        "(this interpreter has no Interpreter._get_ops_details): pip install "
+                        "ai-edge-litert") from None
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    ops = []
+    for j in range(graph.OperatorsLength()):
+        op = graph.Operators(j)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        # schema 3a: small codes live in the deprecated int8 field, the larger of the two counts
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, str(builtin))
+        if name == "CUSTOM" and code.CustomCode():
+            name = code.CustomCode().decode(errors="replace")
+        ops.append({"index": j, "op_name": name,
+                    "inputs": op.InputsAsNumpy() if op.InputsLength() else np.zeros(0, np.int32),
+                    "outputs": op.OutputsAsNumpy() if op.OutputsLength() else np.zeros(0, np.int32)})
+    return ops
 
 
 def _tflite_macs(op, tensors) -> int:

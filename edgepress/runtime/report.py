@@ -16,10 +16,11 @@ import numpy as np
 
 from edgepress import __version__, atomic
 from edgepress.errors import UserError
+from edgepress.runtime import schema as _schema
 from edgepress.runtime.fingerprint import fingerprint
+from edgepress.runtime.schema import check
 
 SCHEMA_VERSION = "1.0"
-SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99_9": 99.9}
 PERCENTILE_METHOD = "linear"  # numpy's default: Hyndman & Fan type 7, as R and Excel use
 
@@ -104,39 +105,4 @@ def load(path) -> dict:
 
 
 def schema() -> dict:
-    return json.loads(SCHEMA_FILE.read_text())
-
-
-_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
-          "integer": int, "number": (int, float)}
-
-
-def check(value, node: dict, where: str = "") -> str | None:
-    """The first way `value` breaks `node`'s required keys or types, as text; None if it fits.
-
-    A deliberately small subset of JSON Schema (type, required, properties, items), enough to
-    keep readers from crashing; tests validate the full schema with the jsonschema package.
-    """
-    types = node.get("type")
-    if types is not None:
-        names = [types] if isinstance(types, str) else types
-        is_bool = isinstance(value, bool)
-        if not any(isinstance(value, _TYPES[t]) and (t == "boolean" or not is_bool)
-                   for t in names):
-            return f"field {where or '(top)'} should be {' or '.join(names)}, " \
-                   f"got {type(value).__name__}"
-    if isinstance(value, dict):
-        for key in node.get("required", ()):
-            if key not in value:
-                return f"missing field {where + '.' if where else ''}{key}"
-        for key, sub in node.get("properties", {}).items():
-            if key in value:
-                problem = check(value[key], sub, f"{where + '.' if where else ''}{key}")
-                if problem:
-                    return problem
-    if isinstance(value, list) and "items" in node:
-        for i, item in enumerate(value):
-            problem = check(item, node["items"], f"{where}[{i}]")
-            if problem:
-                return problem
-    return None
+    return _schema.load("report")

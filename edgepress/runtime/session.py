@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from edgepress.errors import UserError
+from edgepress.runtime import enginelog
 from edgepress.runtime.artifact import TensorSpec, format_of
 
-# LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to stderr on every load;
-# with it, a user mistake was no longer one line (tests/bad_inputs). Read when the library
-# loads, so set before any engine import; warnings and errors still print.
+# LiteRT's TensorFlow-style logger (absl/TF_CPP) stays at warnings and above; read when the
+# library loads, so set before any engine import. Its other logger, which prints "INFO: Created
+# TensorFlow Lite XNNPACK delegate for CPU." on every load, ignores this: see enginelog.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 # Engine options a user may set (recorded in bench reports). Anything else is an error.
@@ -64,13 +65,29 @@ class _OnnxRuntime:
         self._out_names = [o.name for o in self.outputs]
         # Session checks names, shapes and dtypes before every call, so InferenceSession.run's
         # Python-level re-check (~1.5 us, 3-4% of a small CNN; benchmarks/overhead.py) is
-        # skipped by calling its compiled session, where this onnxruntime has one.
+        # skipped by calling its compiled session, where this onnxruntime has one. `_sess` is
+        # private: its run(names, feeds, options) may change in any release, so the first call
+        # is checked and any failure of it hands over to the public run (see run below).
         self._compiled = getattr(self.sess, "_sess", None)
+        self._compiled_ok = False
 
     def run(self, feeds: dict) -> dict:
         if self._compiled is not None:
-            return dict(zip(self._out_names, self._compiled.run(self._out_names, feeds, None)))
+            try:
+                outs = self._compiled.run(self._out_names, feeds, None)
+                if self._compiled_ok or self._compiled_works(outs):
+                    return dict(zip(self._out_names, outs))
+            except Exception:  # noqa: BLE001 - the public run below decides what is wrong
+                pass
+            # A changed private API (or a model that fails): from now on the public path alone,
+            # so an error the user sees is the model's, never our call's.
+            self._compiled = None
         return dict(zip(self._out_names, self.sess.run(self._out_names, feeds)))
+
+    def _compiled_works(self, outs) -> bool:
+        self._compiled_ok = isinstance(outs, list) and len(outs) == len(self._out_names) and \
+            all(isinstance(o, np.ndarray) for o in outs)
+        return self._compiled_ok
 
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
@@ -101,9 +118,10 @@ class _LiteRT:
             kwargs["experimental_op_resolver_type"] = \
                 mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self.version = _package_version(self.module.split(".")[0])
-        self.it = mod.Interpreter(**kwargs)  # verifies the flatbuffer's structure
-        _check_written_tensors(path)
-        self.it.allocate_tensors()
+        with enginelog.filtered():  # its INFO lines, at creation and when delegates apply
+            self.it = mod.Interpreter(**kwargs)  # verifies the flatbuffer's structure
+            _check_written_tensors(path)
+            self.it.allocate_tensors()
         self._lock = threading.Lock()
         ins, outs = self._io_details()
         self._in = [(n, d["index"], d["dtype"], _qparams(d)) for n, d in ins.items()]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgepress.errors import UserError
+from edgepress.errors import UserError, choices
 from edgepress.runtime.artifact import Bundle
 from edgepress.runtime.session import Session
 
@@ -43,15 +43,23 @@ class Verdict:
 
 def apply(bundle: Bundle, threads: int = 1, backend: str | None = None) -> Verdict:
     """Runs `bundle` on its golden inputs and checks every output against the thresholds."""
+    limits = thresholds(bundle.precision)
     golden_in, golden_out = bundle.golden()
     session = Session(bundle.model_path, threads=threads, backend=backend)
     got = run_samples(session, golden_in)
     check_outputs(bundle, golden_out, got)
-    limits = THRESHOLDS.get(bundle.precision, THRESHOLDS["int8"])
     metrics = {name: compare(golden_out[name], got[name]) for name in golden_out}
     failures = [f"{name}: {msg}" for name, m in metrics.items() for msg in _failures(m, limits)]
     n = next(iter(golden_in.values())).shape[0]
     return Verdict(str(bundle.path), bundle.precision, n, metrics, limits, failures)
+
+
+def thresholds(precision: str) -> dict:
+    """The gates for `precision`: never another precision's, so an unknown or mis-cased one
+    ("FP32") is an error, not int8's loose limits (open_bundle refuses it first)."""
+    if precision not in THRESHOLDS:
+        raise choices("precision", precision, THRESHOLDS)
+    return THRESHOLDS[precision]
 
 
 def check_outputs(bundle: Bundle, golden: dict, got: dict) -> None:

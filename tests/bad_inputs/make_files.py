@@ -112,6 +112,11 @@ def json_files():
         {"schema_version": "1.0", "format": "onnx", "precision": "fp32",
          "model_file": "../../model.onnx", "model_sha256": "0" * 64, "inputs": [],
          "outputs": [], "source": {}}) + "\n")
+    # the same bundle passed as "FP32" and failed as "fp32": int8's thresholds were the fallback
+    (FILES / "manifest_precision_case.json").write_text(json.dumps(
+        {"schema_version": "1.0", "format": "onnx", "precision": "FP32",
+         "model_file": "model.onnx", "model_sha256": "0" * 64, "inputs": [], "outputs": [],
+         "source": {}}) + "\n")
 
 
 def text_files():

@@ -125,3 +125,56 @@ def test_files_over_the_limit_are_left_alone(raw_int8, tmp_path, monkeypatch):
     monkeypatch.setattr(compact, "MAX_BYTES", small.stat().st_size - 1)
     assert compact.apply(small) == 0
     assert small.read_bytes() == raw_int8["tflite"][0].read_bytes()
+
+
+def _control_flow_model(path):
+    """x -> If(cond): then Gelu(x + W) (a com.microsoft op), else a nested If(cond) whose
+    branches compute x * V and Identity(U). W, V and U are outer initializers that only the
+    branches read, by name, as ONNX allows; no top-level node lists them as inputs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def branch(name, nodes):
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(
+            f"{name}_out", TensorProto.FLOAT, [3])])
+
+    then = branch("then", [helper.make_node("Add", ["x", "W"], ["sum"]),
+                           helper.make_node("Gelu", ["sum"], ["then_out"],
+                                            domain="com.microsoft")])
+    inner = helper.make_node("If", ["cond"], ["else_out"],
+                             then_branch=branch("in_then", [helper.make_node("Mul", ["x", "V"],
+                                                                             ["in_then_out"])]),
+                             else_branch=branch("in_else", [helper.make_node(
+                                 "Identity", ["U"], ["in_else_out"])]))
+    graph = helper.make_graph(
+        [helper.make_node("Not", ["flag"], ["cond"]),
+         helper.make_node("If", ["cond"], ["y"], then_branch=then,
+                          else_branch=branch("else", [inner]))],
+        "control_flow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3]),
+         helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+        [numpy_helper.from_array(np.full(3, v, np.float32), name)
+         for name, v in (("W", 1.0), ("V", 2.0), ("U", 3.0), ("unused", 4.0))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    onnx.save(model, str(path))
+
+
+def test_onnx_initializers_read_inside_subgraphs_are_kept(tmp_path):
+    """Compaction runs on every quantized model: one whose If / Loop / Scan branches read outer
+    initializers (or use an op domain only there) loads before and must load after it."""
+    path = tmp_path / "cf.onnx"
+    _control_flow_model(path)
+
+    def outputs(p):
+        sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        x = np.array([-1.0, 0.0, 1.0], np.float32)
+        return [sess.run(None, {"x": x, "flag": np.array(f)})[0] for f in (False, True)]
+
+    before = outputs(path)
+    compact.apply(path)
+    after = outputs(path)  # raised INVALID_GRAPH when only top-level nodes counted
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    model = onnx.load(str(path))
+    assert {t.name for t in model.graph.initializer} == {"W", "V", "U"}  # "unused" is dropped
+    assert "com.microsoft" in {o.domain for o in model.opset_import}
