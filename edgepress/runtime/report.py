@@ -18,7 +18,7 @@ from edgepress import __version__, atomic
 from edgepress.errors import UserError
 from edgepress.runtime.fingerprint import fingerprint
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: cpu, sensors, results.sustained, phone fields
 SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99_9": 99.9}
 PERCENTILE_METHOD = "linear"  # numpy's default: Hyndman & Fan type 7, as R and Excel use
