@@ -702,7 +702,8 @@ def _add_deploy(sub):
     p = sub.add_parser("deploy", help="install a bundle on a device over SSH, verify and bench "
                                       "it there, bring the report back")
     p.add_argument("bundle", type=Path)
-    p.add_argument("target", help="ssh://user@host[:port]")
+    p.add_argument("target", help="ssh://user@host[:port], or adb://[user@]SERIAL[:port] for a "
+                                  "phone's Termux sshd over USB (port 8022)")
     p.add_argument("--device", required=True, help="a known device or a profile .toml file")
     p.add_argument("--identity", type=Path, help="private key (default: ~/.ssh's keys and "
                                                  "ssh-agent); never a password")
@@ -724,6 +725,7 @@ def _deploy(args) -> int:
     v = res.verdict
     print(f"installed release {res.release} on {res.target} ({res.facts['machine']}, Python "
           f"{res.facts['python']}); package sha256 {res.package.sha256}")
+    print(f"environment: {res.environment}")
     worst = min((m["snr_db"] for m in v["metrics"].values()), default=float("nan"))
     print(f"verify on the device: {'PASS' if v['passed'] else 'FAIL'} ({v['precision']}, "
           f"{v['samples']} samples, SNR {worst:.1f} dB)")

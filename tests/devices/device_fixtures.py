@@ -32,3 +32,11 @@ def wheel_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEPRESS_WHEEL_CACHE", str(cache))
     return cache
 
+
+
+def no_wheels_profile(folder) -> str:
+    """A custom board with no CPython for the engines (python = ""): estimates only."""
+    path = folder / "nowheels.toml"
+    path.write_text((profile.PROFILES / "rpi4.toml").read_text()
+                    .replace('python = "3.11"', 'python = ""').replace('"rpi4"', '"nowheels"'))
+    return str(path)

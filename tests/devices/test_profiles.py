@@ -51,7 +51,7 @@ def test_platform_tags_go_newest_first_down_to_manylinux2014():
     tags = profile.load("rpi4").platform_tags()
     assert tags[0] == "manylinux_2_36_aarch64" and "manylinux_2_17_aarch64" in tags
     assert "manylinux2014_aarch64" in tags
-    assert profile.load("android-mid").platform_tags() == []
+    assert profile.load("android-mid").platform_tags()[0] == "manylinux_2_36_aarch64"
 
 
 def test_unknown_device_lists_the_known_ones(capsys):
