@@ -665,6 +665,8 @@ def _estimate(args) -> int:
           f"{mem['engine_overhead_bytes'] / 2**20:.0f} MiB")
     for a in est["assumptions"]:
         print(f"  assumes: {a}")
+    for line in estimate.check_lines(est):
+        print(line)
     for path, r in zip(args.report, reps):
         d = r["device"]
         flag = " EMULATED: latency means nothing" if d.get("emulated") else ""

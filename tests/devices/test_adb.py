@@ -9,6 +9,7 @@ import subprocess
 import threading
 
 import pytest
+from device_fixtures import fake_adb
 
 from edgepress.cli import main
 from edgepress.devices import adb, ssh
@@ -70,24 +71,6 @@ def test_missing_adb_client_is_one_line(monkeypatch, cnn_bundles, capsys, tmp_pa
     assert err.count("\n") == 1
 
 
-def _fake_adb(tmp_path, monkeypatch, state: str, port: int = 0):
-    """An `adb` that lists R58M in `state`, forwards to `port` and logs every call."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "adb.log"
-    script = bin_dir / "adb"
-    script.write_text(f"""#!/bin/sh
-echo "$*" >> {log}
-case "$*" in
-  devices) printf 'List of devices attached\\nR58M\\t{state}\\n\\n' ;;
-  *"forward tcp:0"*) echo {port} ;;
-esac
-""")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return log
-
-
 @pytest.mark.parametrize("state, message", [
     ("unauthorized", "phone 'R58M' has not authorised this computer for USB debugging: unlock "
                      "it, accept the 'Allow USB debugging?' prompt, then retry"),
@@ -95,7 +78,7 @@ esac
 ])
 def test_a_phone_adb_cannot_use_is_named_before_any_forward(state, message, tmp_path,
                                                             monkeypatch, cnn_bundles, capsys):
-    log = _fake_adb(tmp_path, monkeypatch, state)
+    log = fake_adb(tmp_path, monkeypatch, "R58M", state)
     assert main(["deploy", str(cnn_bundles / "onnx-fp32"), "adb://R58M", "--device",
                  "android-mid"]) == 2
     assert capsys.readouterr().err == f"edgepress: error: {message}\n"
@@ -126,7 +109,7 @@ def closing_port():
 def test_no_sshd_on_the_phone_is_one_line_and_the_forward_is_removed(
         closing_port, tmp_path, monkeypatch, cnn_bundles, capsys):
     pytest.importorskip("paramiko")
-    log = _fake_adb(tmp_path, monkeypatch, "device", closing_port)
+    log = fake_adb(tmp_path, monkeypatch, "R58M", "device", closing_port)
     known = tmp_path / "known_hosts"
     known.write_text("")
     assert main(["deploy", str(cnn_bundles / "onnx-fp32"), "adb://R58M", "--device",
