@@ -106,7 +106,8 @@ def plan(spec: str | None, threads: int, root="/") -> dict:
     hetero = heterogeneous(cores)
     why = ("as asked" if spec not in (None, "auto") else
            f"the {len(chosen)} fastest cores (the cores differ)" if chosen is not None else
-           "not pinned: the cores are alike" if not hetero else "not pinned")
+           "not pinned: the cores are alike" if not hetero else
+           "not pinned: the cores this process may use are alike")  # e.g. a background app
     return {"requested": spec or "auto", "chosen": chosen, "heterogeneous": hetero,
             "clusters": clusters(cores), "why": why}
 
