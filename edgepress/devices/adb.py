@@ -4,8 +4,8 @@
 the phone (8022: Termux's sshd); the forward is removed when the deploy ends, however it ends.
 Every way this can fail before SSH starts (no adb client, no such phone, a phone that has not
 authorised this computer, one that is offline) is one line, checked before anything is sent to
-the phone. The SSH host key is remembered per phone serial (known_hosts name `adb-SERIAL`, as
-`ssh -o HostKeyAlias=adb-SERIAL` writes it), since the local port changes on every forward.
+the phone. The SSH host key is remembered per phone serial (known_hosts name `adb-serial`, lower
+case, as `ssh -o HostKeyAlias=adb-SERIAL` files it), since the local port changes on every forward.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def parse(text: str) -> tuple[str, str, int]:
 
 
 def alias(serial: str) -> str:
-    return f"adb-{serial}"
+    # lower case: OpenSSH lower-cases a HostKeyAlias before filing or hashing it, and paramiko
+    # matches known_hosts names exactly
+    return f"adb-{serial}".lower()
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@
 # proot, which does not run under qemu-user; its programs are Debian's, as in a proot Debian.
 #
 # State for the tests goes in $CACHE/ssh: the client key, known_hosts, the port and the user;
-# termux_* for the phone target (termux_known_hosts also files its key as adb-EMULATED0).
+# termux_* for the phone target (termux_known_hosts also files its key as adb-emulated0).
 set -euo pipefail
 CACHE=${EDGEPRESS_PI_CACHE:-/var/cache/edgepress-pi}
 PORT=${EDGEPRESS_PI_PORT:-2232}
@@ -138,7 +138,7 @@ termux_sshd() {
       -e "s#^PidFile .*#PidFile /run/sshd-termux.pid#" "$R/etc/ssh/ci/sshd_config" >"$cfg"
   echo "AllowUsers $TERMUX_USER" >>"$cfg"
   local key; key=$(cut -d' ' -f1,2 "$R/etc/ssh/ci/termux_ed25519.pub")
-  printf '[127.0.0.1]:%s %s\nadb-EMULATED0 %s\n' "$TERMUX_PORT" "$key" "$key" >"$S/termux_known_hosts"
+  printf '[127.0.0.1]:%s %s\nadb-emulated0 %s\n' "$TERMUX_PORT" "$key" "$key" >"$S/termux_known_hosts"
   echo "$TERMUX_PORT" >"$S/termux_port"; echo "$TERMUX_USER" >"$S/termux_user"
   echo "$TERMUX_HOME" >"$S/termux_home"
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi

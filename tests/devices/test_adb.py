@@ -115,7 +115,7 @@ def test_no_sshd_on_the_phone_is_one_line_and_the_forward_is_removed(
     assert main(["deploy", str(cnn_bundles / "onnx-fp32"), "adb://R58M", "--device",
                  "android-mid", "--known-hosts", str(known)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"edgepress: error: nothing answers SSH at termux@adb-R58M (adb forward "
+    assert err == (f"edgepress: error: nothing answers SSH at termux@adb-r58m (adb forward "
                    f"127.0.0.1:{closing_port}): start sshd on the device (in Termux: `pkg "
                    f"install openssh && sshd`, port 8022)\n")
     assert log.read_text().splitlines() == [
@@ -125,6 +125,7 @@ def test_no_sshd_on_the_phone_is_one_line_and_the_forward_is_removed(
 def test_a_forwarded_phone_is_named_by_its_serial_not_its_local_port():
     # the host key is looked up by that name too: tests/devices/test_emulated.py deploys
     # through a forward to a real sshd with the key filed under adb-SERIAL only
+    assert adb.alias("R58M") == "adb-r58m"  # as OpenSSH files a HostKeyAlias: lower case
     target = ssh.Target("termux", "127.0.0.1", 40123, alias=adb.alias("R58M"))
-    assert str(target) == "termux@adb-R58M (adb forward 127.0.0.1:40123)"
+    assert str(target) == "termux@adb-r58m (adb forward 127.0.0.1:40123)"
     assert str(ssh.Target("pi", "10.0.0.2", 22)) == "pi@10.0.0.2:22"

@@ -186,21 +186,27 @@ def test_termux_like_phone_deploys_verifies_and_benches_phone_aware(phone, int8_
 def test_adb_path_reaches_the_phone_and_knows_its_key_by_serial(phone, int8_bundles, tmp_path,
                                                                 monkeypatch, capsys):
     # a stand-in adb whose forward is the phone target's own port: the host key is filed only
-    # as adb-EMULATED0, so connecting proves the lookup is by serial, not by local port
+    # under the serial, so connecting proves the lookup is by serial, not by local port
     log = fake_adb(tmp_path, monkeypatch, "EMULATED0", "device", phone["port"])
-    lines = phone["known_hosts"].read_text().splitlines()
     by_serial, by_port = tmp_path / "by_serial", tmp_path / "by_port"
-    by_serial.write_text("".join(ln + "\n" for ln in lines if ln.startswith("adb-")))
-    by_port.write_text("".join(ln + "\n" for ln in lines if ln.startswith("[127.0.0.1]")))
+    # filed the way a user would, by OpenSSH itself (hashed, the alias lower-cased)
+    subprocess.run(["ssh", "-q", "-i", str(phone["key"]), "-p", str(phone["port"]),
+                    "-o", "HostKeyAlias=adb-EMULATED0", "-o", "HashKnownHosts=yes",
+                    "-o", f"UserKnownHostsFile={by_serial}", "-o", "BatchMode=yes",
+                    "-o", "StrictHostKeyChecking=accept-new", f"{phone['user']}@127.0.0.1",
+                    "true"], check=True, timeout=120)
+    assert by_serial.read_text().startswith("|1|")
+    by_port.write_text("".join(ln + "\n" for ln in phone["known_hosts"].read_text().splitlines()
+                               if ln.startswith("[127.0.0.1]")))
     argv = ["deploy", str(int8_bundles / "onnx-int8"), f"adb://{phone['user']}@EMULATED0",
             "--device", "android-mid", "--identity", str(phone["key"]), "--runs", "3",
             "--min-seconds", "0"]
     assert main([*argv, "--known-hosts", str(by_serial)]) == 0
     printed = capsys.readouterr().out
-    assert f"on {phone['user']}@adb-EMULATED0 (adb forward 127.0.0.1:{phone['port']})" in printed
+    assert f"on {phone['user']}@adb-emulated0 (adb forward 127.0.0.1:{phone['port']})" in printed
     assert "verify on the device: PASS (int8" in printed
     assert main([*argv, "--known-hosts", str(by_port)]) == 2
-    assert f"is not in {str(by_port)!r} as 'adb-EMULATED0'" in capsys.readouterr().err
+    assert f"is not in {str(by_port)!r} as 'adb-emulated0'" in capsys.readouterr().err
     forwards = [ln for ln in log.read_text().splitlines() if "forward" in ln]
     assert forwards == ["-s EMULATED0 forward tcp:0 tcp:8022",
                         f"-s EMULATED0 forward --remove tcp:{phone['port']}"] * 2
