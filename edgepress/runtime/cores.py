@@ -104,12 +104,18 @@ def plan(spec: str | None, threads: int, root="/") -> dict:
     allowed = affinity()
     chosen = select(spec, threads, cores, set(allowed) if allowed is not None else None)
     hetero = heterogeneous(cores)
-    why = ("as asked" if spec not in (None, "auto") else
-           f"the {len(chosen)} fastest cores (the cores differ)" if chosen is not None else
-           "not pinned: the cores are alike" if not hetero else
-           "not pinned: the cores this process may use are alike")  # e.g. a background app
     return {"requested": spec or "auto", "chosen": chosen, "heterogeneous": hetero,
-            "clusters": clusters(cores), "why": why}
+            "clusters": clusters(cores), "why": _why(spec, chosen, len(cores), hetero)}
+
+
+def _why(spec, chosen, total: int, hetero: bool) -> str:
+    if spec not in (None, "auto"):
+        return "as asked"
+    if chosen is not None:
+        return f"the fastest {len(chosen)} of {total} cores, which differ"
+    if hetero:  # e.g. an Android app in the background, held on the little cores
+        return "not pinned: the cores this process may use are alike"
+    return "not pinned: the cores are alike"
 
 
 def parse_list(text: str) -> list[int]:

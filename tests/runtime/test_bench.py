@@ -260,3 +260,20 @@ def test_bench_cli_prints_where_it_ran_and_rejects_bad_cores(cnn_bundles, capsys
     err = capsys.readouterr().err
     assert "--cores '99': CPU 99 is not available to this process" in err
     assert err.count("\n") == 1
+
+
+def test_on_unlike_cores_bench_pins_to_the_fastest_by_default(cnn_bundles, monkeypatch):
+    # this host's cores are alike; here its kernel says the last one is twice as fast
+    from edgepress.runtime import cores
+
+    before = cores.affinity()
+    if len(before) < 2:
+        pytest.skip("needs two CPUs available to this process")
+    fast = before[-1]
+    monkeypatch.setattr(cores, "topology", lambda root="/": [
+        cores.Core(n, 1024 if n == fast else 512, None) for n in before])
+    rep = bench.apply(cnn_bundles / "onnx-fp32", threads=1, protocol=QUICK)
+    assert rep["cpu"]["heterogeneous"] and rep["cpu"]["chosen"] == [fast]
+    assert rep["cpu"]["mask"] == [fast] and rep["cpu"]["why"] == \
+        f"the fastest 1 of {len(before)} cores, which differ"
+    assert cores.affinity() == before
