@@ -145,15 +145,20 @@ def _connect(target: Target, identity, known_hosts, timeout: float):
         if "known_hosts" in str(e):
             name = target.alias or (target.host if target.port == 22
                                     else f"[{target.host}]:{target.port}")
+            how = (f"`ssh -o HostKeyAlias={target.alias}` files it" if target.alias
+                   else "add it")
             raise UserError(f"host key of {where} is not in {str(known)!r} as {name!r}: refusing "
-                            f"to connect (add it after checking its fingerprint)") from None
+                            f"to connect ({how} after checking its fingerprint)") from None
         if "banner" in str(e):  # accepted, then closed or silent: adb's forward with no sshd
-            raise UserError(f"nothing answers SSH at {where}: start sshd on the device (in "
-                            f"Termux: `pkg install openssh && sshd`, port 8022)") from None
+            raise _no_sshd(where) from None
         raise UserError(f"SSH to {where} failed: {e}") from None
     except EOFError:
-        raise UserError(f"nothing answers SSH at {where}: start sshd on the device (in Termux: "
-                        f"`pkg install openssh && sshd`, port 8022)") from None
+        raise _no_sshd(where) from None
     except OSError as e:  # refused, unreachable, timed out (socket.timeout is an OSError)
         raise UserError(f"cannot reach {where}: {getattr(e, 'strerror', None) or e}") from None
     return client
+
+
+def _no_sshd(where: str) -> UserError:
+    return UserError(f"nothing answers SSH at {where}: start sshd on the device (in Termux: "
+                     f"`pkg install openssh && sshd`, port 8022)")

@@ -206,7 +206,9 @@ def test_adb_path_reaches_the_phone_and_knows_its_key_by_serial(phone, int8_bund
     assert f"on {phone['user']}@adb-emulated0 (adb forward 127.0.0.1:{phone['port']})" in printed
     assert "verify on the device: PASS (int8" in printed
     assert main([*argv, "--known-hosts", str(by_port)]) == 2
-    assert f"is not in {str(by_port)!r} as 'adb-emulated0'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"is not in {str(by_port)!r} as 'adb-emulated0'" in err
+    assert "(`ssh -o HostKeyAlias=adb-emulated0` files it after checking its fingerprint)" in err
     forwards = [ln for ln in log.read_text().splitlines() if "forward" in ln]
     assert forwards == ["-s EMULATED0 forward tcp:0 tcp:8022",
                         f"-s EMULATED0 forward --remove tcp:{phone['port']}"] * 2
