@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install browser demo test test-all clean
+.PHONY: install browser adb demo test test-all clean
 
 install: $(VENV)/.installed
 
@@ -40,10 +40,21 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	else echo "note: no chromium and no apt-get: the HTML rendering test will be skipped"; fi
 
-test: install browser
+# The adb tests (deploy to adb://SERIAL up to where a phone is needed) run the real adb client,
+# Debian's `adb` package: installed here when missing, like chromium above.
+adb:
+	@command -v adb >/dev/null 2>&1 || \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  echo "installing adb (apt-get) for the adb deploy tests"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq adb >/dev/null; \
+	else echo "note: no adb and no apt-get: the real-adb test will be skipped"; fi
+
+test: install browser adb
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-all: install browser
+test-all: install browser adb
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -341,6 +341,11 @@ def _add_bench(sub):
     p.add_argument("--xnnpack", choices=("on", "off"), help="LiteRT's XNNPACK delegate")
     p.add_argument("--no-memory", action="store_true",
                    help="skip the memory probe (a fresh child process that loads the model)")
+    p.add_argument("--cores", metavar="big|little|all|LIST",
+                   help="CPUs to pin to (default: where the cores differ, the fastest, as many "
+                        "as the threads; else unpinned)")
+    p.add_argument("--sustained", type=float, metavar="S",
+                   help="time runs for S seconds and report p50 per window, flagging throttling")
     p.set_defaults(func=_bench)
 
 
@@ -355,11 +360,12 @@ def _bench_options(args) -> dict:
 
 def _bench(args) -> int:
     from edgepress import atomic
-    from edgepress.runtime import bench, report
+    from edgepress.runtime import bench, report, sensors
 
     protocol = bench.Protocol(warmup_runs=args.warmup, warmup_s=args.warmup_seconds,
                               min_runs=args.runs, min_s=args.min_seconds,
-                              duration_s=args.duration, memory=not args.no_memory)
+                              duration_s=args.duration, memory=not args.no_memory,
+                              cores=args.cores, sustained_s=args.sustained)
     command = shlex.join(["edgepress", *getattr(args, "argv", sys.argv[1:])])
     sweep = _threads(args.threads)
     outs = {t: args.out if len(sweep) == 1 else
@@ -367,16 +373,18 @@ def _bench(args) -> int:
             for t in sweep} if args.out else {}
     for out in outs.values():  # before minutes of measuring, not after
         atomic.refuse_existing(out, args.overwrite)
-    rows = []
+    rows, notes = [], []
     for threads in sweep:
         rep = bench.apply(args.target, threads, protocol, args.input_shape, args.engine,
                           options=_bench_options(args), command=command,
                           inputs_file=args.inputs)
         rows.append(_bench_row(rep))
+        notes += sensors.describe(rep)
         if threads in outs:
             report.save(rep, outs[threads], overwrite=args.overwrite)
     _table(("engine", "threads", "init ms", "first ms", "p50 ms", "p90 ms", "p99 ms",
             "std ms", "inf/s", "peak RSS MiB", "runs"), rows)
+    print("\n".join(notes))
     for out in outs.values():
         print(f"wrote {out}")
     return 0
@@ -657,6 +665,8 @@ def _estimate(args) -> int:
           f"{mem['engine_overhead_bytes'] / 2**20:.0f} MiB")
     for a in est["assumptions"]:
         print(f"  assumes: {a}")
+    for line in estimate.check_lines(est):
+        print(line)
     for path, r in zip(args.report, reps):
         d = r["device"]
         flag = " EMULATED: latency means nothing" if d.get("emulated") else ""
@@ -694,7 +704,8 @@ def _add_deploy(sub):
     p = sub.add_parser("deploy", help="install a bundle on a device over SSH, verify and bench "
                                       "it there, bring the report back")
     p.add_argument("bundle", type=Path)
-    p.add_argument("target", help="ssh://user@host[:port]")
+    p.add_argument("target", help="ssh://user@host[:port], or adb://[user@]SERIAL[:port] for a "
+                                  "phone's Termux sshd over USB (port 8022)")
     p.add_argument("--device", required=True, help="a known device or a profile .toml file")
     p.add_argument("--identity", type=Path, help="private key (default: ~/.ssh's keys and "
                                                  "ssh-agent); never a password")
@@ -716,6 +727,7 @@ def _deploy(args) -> int:
     v = res.verdict
     print(f"installed release {res.release} on {res.target} ({res.facts['machine']}, Python "
           f"{res.facts['python']}); package sha256 {res.package.sha256}")
+    print(f"environment: {res.environment}")
     worst = min((m["snr_db"] for m in v["metrics"].values()), default=float("nan"))
     print(f"verify on the device: {'PASS' if v['passed'] else 'FAIL'} ({v['precision']}, "
           f"{v['samples']} samples, SNR {worst:.1f} dB)")

@@ -1,5 +1,8 @@
 """deploy: package a bundle for a device, install it there over SSH, verify and bench it there,
-and bring the report back.
+and bring the report back. The device is ssh://user@host[:port] (a Pi, or a phone's Termux sshd
+on port 8022 over Wi-Fi) or adb://[user@]SERIAL[:port] (a phone over USB: adb.py forwards a local
+port to its sshd for the length of the deploy). termux.py decides, from what the device's Python
+says about itself, whether the offline package's wheels or Termux's own packages are used.
 
 On the device everything lives under ~/edgepress:
 
@@ -19,23 +22,22 @@ known_hosts (paramiko's RejectPolicy): never a prompt, never a trust-on-first-us
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepress.devices import package, profile
+from edgepress.devices import package, profile, termux
+from edgepress.devices.ssh import Connection, Target, parse_target, reach  # noqa: F401 (API)
 from edgepress.errors import UserError
 from edgepress.runtime import artifact
 
 REMOTE_ROOT = "edgepress"  # relative to the login's home directory
 MIN_PYTHON = (3, 10)  # pyproject's requires-python: edgepress's wheel installs on nothing older
-CONNECT_TIMEOUT_S = 15.0
 REMOTE_SCRIPT = Path(__file__).with_name("remote.py")
 
 # What the device says about itself; runs on its python3 before anything is written there.
-_FACTS = """
+_FACTS = termux.FACTS + """
 import importlib.util, json, os, platform, shutil, sys
 p = os.path.expanduser("~/ROOT")
 while not os.path.isdir(p):
@@ -49,119 +51,9 @@ print(json.dumps({"python": "{}.{}".format(*sys.version_info[:2]),
                   "machine": platform.machine(),
                   "free_bytes": shutil.disk_usage(p).free, "venv": has_venv,
                   "sha256sum": shutil.which("sha256sum") is not None,
-                  "system_numpy": importlib.util.find_spec("numpy") is not None}))
+                  "system_numpy": importlib.util.find_spec("numpy") is not None,
+                  **_env_facts()}))
 """.replace("ROOT", REMOTE_ROOT)
-
-
-@dataclass(frozen=True)
-class Target:
-    user: str
-    host: str
-    port: int = 22
-
-    def __str__(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}"
-
-
-def parse_target(text: str) -> Target:
-    """ssh://user@host[:port] (IPv6 hosts in brackets)."""
-    m = re.fullmatch(r"ssh://([^@/:\s]+)@(\[[0-9a-fA-F:]+\]|[^@/:\s\[\]]+)(?::(\d{1,5}))?/?", text)
-    if not m or not 0 < int(m.group(3) or 22) < 65536:
-        raise UserError(f"device address {text!r}: expected ssh://user@host[:port]")
-    return Target(m.group(1), m.group(2).strip("[]"), int(m.group(3) or 22))
-
-
-class Connection:
-    """One SSH connection over paramiko: run a command, upload, download."""
-
-    def __init__(self, target: Target, identity=None, known_hosts=None,
-                 timeout: float = CONNECT_TIMEOUT_S):
-        self.target = target
-        self.client = _connect(target, identity, known_hosts, timeout)
-        self._sftp = None
-
-    def run(self, command: str) -> tuple[int, str, str]:
-        """(exit status, stdout, stderr) of a command run by the login shell in the home dir."""
-        try:
-            _, out, err = self.client.exec_command(command)
-            stdout = out.read().decode(errors="replace")
-            stderr = err.read().decode(errors="replace")
-            status = out.channel.recv_exit_status()
-        except (OSError, EOFError, _ssh_error()) as e:
-            raise UserError(f"lost the SSH connection to {self.target}: {e}") from None
-        if status == -1:  # the channel closed without an exit status: the connection went
-            raise UserError(f"lost the SSH connection to {self.target} while running: "
-                            f"{command[:80]}")
-        return status, stdout, stderr
-
-    def put(self, local: Path, remote: str) -> None:
-        """Uploads to REMOTE.part, then renames: REMOTE is whole or absent."""
-        try:
-            sftp = self._sftp_client()
-            sftp.put(str(local), remote + ".part")
-            sftp.posix_rename(remote + ".part", remote)
-        except (OSError, EOFError, _ssh_error()) as e:
-            raise UserError(f"upload to {self.target}:{remote} failed: {e}") from None
-
-    def get(self, remote: str, local: Path) -> None:
-        try:
-            self._sftp_client().get(remote, str(local))
-        except (OSError, EOFError, _ssh_error()) as e:
-            raise UserError(f"download of {self.target}:{remote} failed: {e}") from None
-
-    def _sftp_client(self):
-        if self._sftp is None:
-            self._sftp = self.client.open_sftp()
-        return self._sftp
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def _ssh_error():
-    import paramiko
-
-    return paramiko.SSHException
-
-
-def _connect(target: Target, identity, known_hosts, timeout: float):
-    """A paramiko client, or one line saying why not (unreachable, host key, key rejected)."""
-    try:
-        import paramiko
-    except ImportError:
-        raise UserError("deploy needs paramiko: pip install 'edgepress[deploy]'") from None
-    known = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
-    if not known.is_file():
-        raise UserError(f"known_hosts file {str(known)!r} does not exist: add the device's host "
-                        f"key to it (check its fingerprint) or pass --known-hosts FILE")
-    if identity is not None and not Path(identity).expanduser().is_file():
-        raise UserError(f"--identity {str(identity)!r} does not exist")
-    client = paramiko.SSHClient()
-    client.load_host_keys(str(known))
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())  # never trust on first use
-    where = str(target)
-    try:
-        client.connect(target.host, target.port, username=target.user,
-                       key_filename=str(Path(identity).expanduser()) if identity else None,
-                       look_for_keys=identity is None, allow_agent=identity is None,
-                       timeout=timeout, banner_timeout=timeout, auth_timeout=timeout)
-    except paramiko.BadHostKeyException:
-        raise UserError(f"host key of {where} does not match {str(known)!r}: refusing to "
-                        f"connect (the device was reinstalled, or someone is in between)") from None
-    except paramiko.PasswordRequiredException:
-        raise UserError(f"the key for {where} is passphrase-protected: edgepress never prompts; "
-                        f"use an unencrypted deploy key or load it in ssh-agent") from None
-    except paramiko.AuthenticationException:
-        raise UserError(f"{where} rejected the key ({identity or 'default keys and ssh-agent'}): "
-                        f"add its public key to the device's ~/.ssh/authorized_keys") from None
-    except paramiko.SSHException as e:
-        if "known_hosts" in str(e):
-            raise UserError(f"host key of {where} is not in {str(known)!r}: refusing to connect "
-                            f"(add it after checking its fingerprint)") from None
-        raise UserError(f"SSH to {where} failed: {e}") from None
-    except OSError as e:  # refused, unreachable, timed out (socket.timeout is an OSError)
-        raise UserError(f"cannot reach {where}: {getattr(e, 'strerror', None) or e}") from None
-    return client
 
 
 @dataclass
@@ -170,6 +62,7 @@ class Result:
     package: package.Package
     release: str
     facts: dict
+    environment: str  # the install path taken (termux.describe)
     verdict: dict
     report: dict | None
     report_path: Path | None
@@ -181,28 +74,30 @@ def apply(bundle_dir, target: str, device: str, identity=None, known_hosts=None,
     prof = profile.load(device)
     if prof.deployable_reason():
         raise UserError(prof.deployable_reason())
-    artifact.open_bundle(bundle_dir)  # a broken bundle fails here, before any connection
-    where = parse_target(target)
+    fmt = artifact.open_bundle(bundle_dir).format  # a broken bundle fails before any connection
     if out is not None:
         from edgepress import atomic
 
         atomic.refuse_existing(Path(out), overwrite)
-    conn = connect(where, identity, known_hosts)
-    try:
-        with tempfile.TemporaryDirectory(prefix="edgepress-deploy-") as tmp:
+    with reach(target) as where:
+        conn = connect(where, identity, known_hosts)
+        try:
             facts = preflight(conn, prof)
-            pkg = package.build(bundle_dir, prof, Path(tmp) / "package.tar.gz",
-                                python=facts["python"], cache=cache)
-            check_disk(facts, pkg, where)
-            release = install(conn, pkg)
-            verdict = verify(conn, release)
-            if not verdict["passed"]:  # a failing package never becomes `current`
-                return Result(str(where), pkg, release, facts, verdict, None, None)
-            activate(conn, release)
-            rep, path = bench(conn, bench_flags, out)
-            return Result(str(where), pkg, release, facts, verdict, rep, path)
-    finally:
-        conn.close()
+            prof = termux.adapt(prof, facts, fmt, where)
+            env = termux.describe(facts)
+            with tempfile.TemporaryDirectory(prefix="edgepress-deploy-") as tmp:
+                pkg = package.build(bundle_dir, prof, Path(tmp) / "package.tar.gz",
+                                    python=facts["python"], cache=cache)
+                check_disk(facts, pkg, where)
+                release = install(conn, pkg)
+                verdict = verify(conn, release)
+                if not verdict["passed"]:  # a failing package never becomes `current`
+                    return Result(str(where), pkg, release, facts, env, verdict, None, None)
+                activate(conn, release)
+                rep, path = bench(conn, bench_flags, out)
+                return Result(str(where), pkg, release, facts, env, verdict, rep, path)
+        finally:
+            conn.close()
 
 
 def preflight(conn, prof: profile.Profile) -> dict:

@@ -5,11 +5,15 @@ against the device's peak for the threads used, memory is the bytes it moves aga
 sustained bandwidth. Engines reach a fraction of that roofline (kernel overheads, layers too small
 to fill the vector units): the fraction, the efficiency, is measured on this host by running the
 same bundle and comparing with the host's own roofline, then assumed to carry over. It is an
-estimate, printed with its assumptions; a real report from the device (`--report`) wins.
+estimate, printed with its assumptions; a real report from the device (`--report`) wins. A phone
+profile lists published measurements on its SoC (`[[checks]]`); benchmarks/phone_checks.py runs
+this estimate for each and records the result in profiles/checks.json, and every estimate for
+that profile says how far off those checks were.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from edgepress.runtime import artifact, fingerprint
 # VmRSS measured on this project's x86-64 host (the aarch64 builds are of similar size).
 ENGINE_OVERHEAD_MB = {"onnxruntime": 64, "litert": 45, "tflite-runtime": 40}
 WARN_RAM_FRACTION = 0.75  # above this the OS and other processes will likely push it into swap
+CHECKS_FILE = profiles.PROFILES / "checks.json"  # written by benchmarks/phone_checks.py
 
 
 def apply(bundle_dir, device: Profile, threads: int | None = None,
@@ -50,7 +55,43 @@ def apply(bundle_dir, device: Profile, threads: int | None = None,
         "efficiency": efficiency, "efficiency_source": source,
         "memory": fit,
         "assumptions": _assumptions(device, bundle.precision, threads, source),
+        "checks": checks(device),
     }
+
+
+def check_key(check: dict) -> str:
+    return f"{check['model']} {check['precision']} t{check['threads']}"
+
+
+def checks(device: Profile, recorded: dict | None = None) -> list[dict]:
+    """The profile's published measurements, each beside edgepress's estimate of it (as
+    benchmarks/phone_checks.py recorded it) and their ratio; None where none was recorded."""
+    if recorded is None:
+        recorded = json.loads(CHECKS_FILE.read_text()) if CHECKS_FILE.is_file() else {}
+    mine = recorded.get("estimates", {}).get(device.name, {})
+    out = []
+    for c in device.checks:
+        est = (mine.get(check_key(c)) or {}).get("estimated_ms")
+        out.append({**c, "estimated_ms": est,
+                    "ratio": est / c["published_ms"] if est is not None else None})
+    return out
+
+
+def check_lines(est: dict) -> list[str]:
+    """How far off the profile's checks were, as `estimate` prints it."""
+    done = [c for c in est.get("checks", ()) if c["ratio"] is not None]
+    lines = [f"  checked: {check_key(c)}: estimated {c['estimated_ms']:.2f} ms, published "
+             f"{c['published_ms']:g} ms ({c['engine']}): {c['ratio']:.2f}x ({c['source']})"
+             for c in done]
+    if done:
+        ratios = [c["ratio"] for c in done]
+        lines.insert(0, f"checks against published measurements on {est['device']}'s SoC: "
+                        f"estimates were {min(ratios):.2f}x-{max(ratios):.2f}x the measured "
+                        f"latency ({len(done)} checks)")
+    elif est.get("checks"):
+        lines.insert(0, f"{est['device']} lists {len(est['checks'])} published measurements, but "
+                        f"no estimate of them is recorded: run benchmarks/phone_checks.py")
+    return lines
 
 
 def _inspect(bundle) -> dict:

@@ -174,6 +174,8 @@ def fetch_wheels(device: Profile, python: str, engine: str,
         key += "-system-" + "-".join(device.system_packages)
     target = cache_dir(cache) / key
     reqs = requirements(device, engine, python)
+    if not reqs:  # the device brings them all (Termux's own packages): only edgepress's wheel
+        return []
     done = target / "COMPLETE"  # lists what was asked for: a changed list is fetched again
     if not done.is_file() or done.read_text().split("\n")[:-1] != reqs:
         _download(device, python, reqs, target)
@@ -263,6 +265,9 @@ _RUN_SH = """#!/bin/sh
 set -eu
 cd "$(dirname "$0")"
 PY=${{PYTHON:-python3}}
+# A phone's Termux has no writable /tmp (home is the only writable place): pip and venv get a
+# temporary directory beside the package when the one they would use cannot be written.
+if ! [ -w "${{TMPDIR:-/tmp}}" ]; then mkdir -p tmp; export TMPDIR="$PWD/tmp"; fi
 ENGINE={engine}
 THREADS=${{THREADS:-{threads}}}
 

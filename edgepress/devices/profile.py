@@ -8,7 +8,7 @@ Keys are checked strictly, so a typo in a custom profile is an error rather than
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgepress.errors import UserError
@@ -44,7 +44,7 @@ class Profile:
     name: str
     description: str
     arch: str
-    python: str  # "" where no CPython wheels exist for the engines (Android): estimates only
+    python: str  # "" where no CPython wheels exist for the engines: estimates only
     glibc: str
     ram_mb: int
     isa: tuple
@@ -57,6 +57,9 @@ class Profile:
     engines: dict  # format -> engine name
     threads: int
     system_packages: tuple = ()  # packages the device brings itself (no wheel on PyPI)
+    soc: str = ""  # the SoC a phone profile stands for (its checks were measured on it)
+    termux: dict = field(default_factory=dict)  # Termux's own Python and engines (phones)
+    checks: tuple = ()  # published measurements on the SoC that `estimate` is checked against
 
     @property
     def ram_bytes(self) -> int:
@@ -125,14 +128,19 @@ def load(name_or_path: str) -> Profile:
 
 _TOP = {"name", "description", "arch", "python", "glibc", "ram_mb", "isa", "board_model",
         "cores", "caches", "memory", "peak_fp32_gops", "peak_int8_gops", "engine",
-        "system_packages"}
+        "system_packages", "soc", "termux", "checks"}
 _CORE = {"model", "count", "clock_ghz", "fp32_macs_per_cycle", "int8_macs_per_cycle"}
 _ENGINE = {"onnx", "tflite", "threads"}
+_TERMUX = {"python", "onnx", "tflite"}
+_CHECK = {"model", "precision", "threads", "published_ms", "engine", "source"}
 
 
 def _build(d: dict, where: str) -> Profile:
     _check_keys(d, _TOP, where)
     _check_keys(d.get("engine", {}), _ENGINE, f"{where} [engine]")
+    _check_keys(d.get("termux", {}), _TERMUX, f"{where} [termux]")
+    for c in d.get("checks", ()):
+        _check_keys(c, _CHECK, f"{where} [[checks]]")
     try:
         cores = []
         for c in d["cores"]:
@@ -147,7 +155,9 @@ def _build(d: dict, where: str) -> Profile:
             caches=dict(d.get("caches", {})), bandwidth_gbs=float(d["memory"]["bandwidth_gbs"]),
             peak_fp32_gops=float(d["peak_fp32_gops"]), peak_int8_gops=float(d["peak_int8_gops"]),
             engines={"onnx": engine["onnx"], "tflite": engine["tflite"]},
-            threads=int(engine["threads"]), system_packages=tuple(d.get("system_packages", ())))
+            threads=int(engine["threads"]), system_packages=tuple(d.get("system_packages", ())),
+            soc=str(d.get("soc", "")), termux=dict(d.get("termux", {})),
+            checks=tuple(_check(c) for c in d.get("checks", ())))
     except KeyError as e:
         raise UserError(f"device profile {where!r}: missing field {e.args[0]!r}") from None
     except (TypeError, ValueError) as e:
@@ -156,6 +166,12 @@ def _build(d: dict, where: str) -> Profile:
         raise UserError(f"device profile {where!r}: needs cores, threads >= 1, ram_mb >= 1 and "
                         f"bandwidth_gbs > 0")
     return profile
+
+
+def _check(c: dict) -> dict:
+    return {"model": str(c["model"]), "precision": str(c["precision"]),
+            "threads": int(c["threads"]), "published_ms": float(c["published_ms"]),
+            "engine": str(c["engine"]), "source": str(c["source"])}
 
 
 def _check_keys(d: dict, valid: set, where: str) -> None:

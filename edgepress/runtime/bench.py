@@ -2,7 +2,9 @@
 
 Protocol: load (timed), first inference (timed), warm-up until both a run count and a time are
 reached, then timed runs until both a minimum count and a minimum duration are reached (or, with
-`duration_s`, for that long). `time.perf_counter_ns` wraps the engine call only; inputs are
+`duration_s`, for that long). On a CPU whose cores differ the process is first pinned to the
+fastest cores (cores.py); CPU frequency and temperature are sampled between timed runs
+(sensors.py); a sustained run (`sustained_s`) also reports p50 per time window, and throttling. `time.perf_counter_ns` wraps the engine call only; inputs are
 prepared once (given, else the bundle's golden inputs, else random of the declared shape); the
 garbage collector is paused while timing, as timeit does, so a collection triggered by earlier
 allocations does not land in a sample. Memory is measured in a fresh child process (probe.py).
@@ -21,7 +23,7 @@ import numpy as np
 
 from edgepress import shapes
 from edgepress.errors import UserError
-from edgepress.runtime import artifact, probe, report, verify
+from edgepress.runtime import artifact, cores, probe, report, sensors, verify
 from edgepress.runtime.session import Session
 
 
@@ -33,6 +35,8 @@ class Protocol:
     min_s: float = 1.0
     duration_s: float | None = None  # set: time runs for this long, whatever their count
     memory: bool = True  # the child-process memory probe (costs a process start and a load)
+    cores: str | None = None  # auto (None), big, little, all, or a CPU list: see cores.py
+    sustained_s: float | None = None  # time runs this long and report p50 per window
 
     def __post_init__(self):
         if self.min_runs < 1 or self.warmup_runs < 0 or self.min_s < 0 or self.warmup_s < 0:
@@ -41,6 +45,9 @@ class Protocol:
                             f"warmup_s={self.warmup_s}, runs={self.min_runs}, min_s={self.min_s})")
         if self.duration_s is not None and self.duration_s <= 0:
             raise UserError(f"--duration {self.duration_s}: must be > 0 seconds")
+        if self.sustained_s is not None and (self.sustained_s <= 0 or self.duration_s):
+            raise UserError(f"--sustained {self.sustained_s}: must be > 0 seconds, and replaces "
+                            f"--duration (give one of them)")
 
 
 def apply(target, threads: int = 1, protocol: Protocol = Protocol(), input_shapes=(),
@@ -48,18 +55,25 @@ def apply(target, threads: int = 1, protocol: Protocol = Protocol(), input_shape
           inputs_file=None) -> dict:
     """Benchmarks `target` (a bundle directory or a .onnx/.tflite file); returns a report."""
     model_path, bundle = _resolve(Path(target))
-    session, init_ms = _load(model_path, threads, backend, options)
-    feeds, source = _inputs(session, bundle, input_shapes, inputs_file)
-    results, executed = _measure(session, feeds, protocol, init_ms)
-    memory = (probe.measure(model_path, session.backend, threads, session.options, feeds)
-              if protocol.memory else None)
+    placement = cores.plan(protocol.cores, threads)
+    with cores.pinned(placement["chosen"]) as mask:  # before the engine starts its threads
+        session, init_ms = _load(model_path, threads, backend, options)
+        feeds, source = _inputs(session, bundle, input_shapes, inputs_file)
+        sampler = sensors.Sampler(mask or [c.cpu for c in cores.topology()])
+        results, executed = _measure(session, feeds, protocol, init_ms, sampler)
+        memory = (probe.measure(model_path, session.backend, threads, session.options, feeds)
+                  if protocol.memory else None)  # the child inherits the mask
+        fidelity = _fidelity(session, bundle)
     if memory is not None:  # init in a process that has never loaded anything: a cold start
         results["init_fresh_process_ms"] = memory.pop("init_ms")
-    return report.bench_report(
+    rep = report.bench_report(
         session=session, model=_model(session, bundle), protocol={**asdict(protocol), **executed},
-        results=results, memory=memory, fidelity=_fidelity(session, bundle),
+        results=results, memory=memory, fidelity=fidelity,
         inputs={"source": source, "tensors": [_describe(k, v) for k, v in feeds.items()]},
         command=command)
+    rep["cpu"] = {**placement, "mask": mask}
+    rep["sensors"] = sampler.summary()
+    return rep
 
 
 def _load(model_path: Path, threads: int, backend, options) -> tuple[Session, float]:
@@ -69,15 +83,18 @@ def _load(model_path: Path, threads: int, backend, options) -> tuple[Session, fl
     return session, (time.perf_counter_ns() - t0) / 1e6
 
 
-def _measure(session: Session, feeds: dict, protocol: Protocol, init_ms: float):
+def _measure(session: Session, feeds: dict, protocol: Protocol, init_ms: float, sampler):
     """(results, what ran): first inference, warm-up, then the timed runs."""
     first_ms = _time_once(session, feeds)
     with _gc_paused():
         warmup_done = _warm_up(session.run, feeds, protocol)
-        samples_ns, wall_s = _timed_runs(session.run, feeds, protocol)
+        samples_ns, starts_ns, wall_s = _timed_runs(session.run, feeds, protocol, sampler.tick)
     executed = {"warmup_runs_done": warmup_done, "timed_runs": len(samples_ns),
                 "timed_wall_s": wall_s, "gc_paused": True}
-    return report.results(samples_ns, init_ms, first_ms), executed
+    results = report.results(samples_ns, init_ms, first_ms)
+    if protocol.sustained_s:
+        results["sustained"] = sensors.windows(samples_ns, starts_ns, protocol.sustained_s)
+    return results, executed
 
 
 def _import_engine(model_path: Path, backend) -> None:
@@ -191,20 +208,24 @@ def _warm_up(run, feeds: dict, p: Protocol) -> int:
     return runs
 
 
-def _timed_runs(run, feeds: dict, p: Protocol) -> tuple[list[int], float]:
-    """(latency samples in ns, wall seconds of the phase); the clock wraps the run call only."""
-    min_runs, min_s = (1, p.duration_s) if p.duration_s else (p.min_runs, p.min_s)
+def _timed_runs(run, feeds: dict, p: Protocol, tick=lambda now_ns: None):
+    """(latency samples in ns, when each run started in ns from the first, wall seconds of the
+    phase); the clock wraps the run call only, `tick` (the sensors) runs between calls."""
+    seconds = p.sustained_s or p.duration_s
+    min_runs, min_s = (1, seconds) if seconds else (p.min_runs, p.min_s)
     clock = time.perf_counter_ns
     samples: list[int] = []
-    append = samples.append
+    starts: list[int] = []
     start = t1 = clock()
     end = start + int(min_s * 1e9)
     while len(samples) < min_runs or t1 < end:
+        tick(t1)
         t0 = clock()
         run(feeds)
         t1 = clock()
-        append(t1 - t0)
-    return samples, (t1 - start) / 1e9
+        samples.append(t1 - t0)
+        starts.append(t0 - start)
+    return samples, starts, (t1 - start) / 1e9
 
 
 @contextlib.contextmanager

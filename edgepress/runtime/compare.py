@@ -48,9 +48,11 @@ CONDITIONS = (
     ("device", "cpu_model"), ("device", "arch"), ("device", "cores"),
     ("device", "cores_available"), ("device", "board_model"), ("device", "isa"),
     ("device", "emulated"), ("device", "governor"),
-    ("device", "max_freq_mhz"), ("device", "os"), ("engine", "name"), ("engine", "version"),
+    ("device", "max_freq_mhz"), ("device", "os"), ("device", "phone_model"), ("device", "soc"),
+    ("cpu", "mask"), ("engine", "name"), ("engine", "version"),
     ("engine", "threads"), ("engine", "options"), ("inputs", "tensors"),
 )
+TEMPERATURE_GAP_C = 10.0  # hottest-zone readings further apart than this: not the same phone state
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,11 @@ def condition_warnings(labels, reports) -> list[str]:
     """One line per condition in which a report differs from the first, and per report
     measured on a busy machine."""
     out = [_busy(label, rep) for label, rep in zip(labels, reports) if _busy(label, rep)]
+    out += [_throttled(label, rep) for label, rep in zip(labels, reports)
+            if _throttled(label, rep)]
     for label, rep in zip(labels[1:], reports[1:]):
+        gap = _temperature_gap(label, rep, labels[0], reports[0])
+        out += [gap] if gap else []
         for section, key in CONDITIONS:
             mine, base = _get(rep, (section, key)), _get(reports[0], (section, key))
             if mine != base:
@@ -184,6 +190,22 @@ def _busy(label: str, rep: dict) -> str | None:
         return None
     return (f"{label}: measured on a busy machine (load average {load:.1f} on {cores} cores): "
             f"expect noise")
+
+
+def _throttled(label: str, rep: dict) -> str | None:
+    sustained = _get(rep, ("results", "sustained")) or {}
+    if not sustained.get("throttled"):
+        return None
+    return (f"{label}: throttled during its sustained run (last window's p50 "
+            f"{sustained['last_over_first']:.2f}x the first's): its latency is a hot device's")
+
+
+def _temperature_gap(label: str, rep: dict, base_label: str, base: dict) -> str | None:
+    mine, theirs = (_get(r, ("sensors", "temp_c", "max")) for r in (rep, base))
+    if mine is None or theirs is None or abs(mine - theirs) <= TEMPERATURE_GAP_C:
+        return None
+    return (f"{label}: hottest thermal zone reached {mine:.1f} C, {base_label} {theirs:.1f} C "
+            f"(more than {TEMPERATURE_GAP_C:g} C apart): a hot phone runs slower clocks")
 
 
 def _short(value) -> str:

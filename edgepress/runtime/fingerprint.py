@@ -1,15 +1,21 @@
 """fingerprint: what machine measured a report, read from /proc and /sys where they exist.
 
 Enough to tell whether two reports are comparable (same CPU, same cores, same governor) and to
-explain a figure later (a board model, a clock pinned low). Every field is best effort: a
-container or another OS may hide /sys, and a missing value is recorded as null, never guessed.
+explain a figure later (a board model, a clock pinned low, a phone's SoC). Every field is best
+effort: a container or another OS may hide /sys, and a missing value is recorded as null, never
+guessed. On Android (Termux, or a proot Debian inside it) the phone's model and SoC come from the
+system properties (`getprop`), else from the kernel's socinfo files.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 from pathlib import Path
+
+from edgepress.runtime import cores
 
 # ISA features that change which kernels an engine picks (int8 dot products, wide vectors).
 ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
@@ -48,7 +54,51 @@ def fingerprint() -> dict:
         "os_release": _os_release(),
         "python": platform.python_version(),
         "emulated": emulation(),
+        "cpu_clusters": cores.clusters(cores.topology()),
+        **phone(cpuinfo),
     }
+
+
+def phone(cpuinfo: str, root="/", props: dict | None = None) -> dict:
+    """The phone's model, SoC and Android version where readable (all None elsewhere)."""
+    props = android_properties() if props is None else props
+    soc0 = Path(root) / "sys/devices/soc0"
+    soc = (_join(props.get("ro.soc.manufacturer"), props.get("ro.soc.model")) or
+           _join(_read(str(soc0 / "family")).strip(), _read(str(soc0 / "machine")).strip()) or
+           _field(cpuinfo, ("Hardware",)))
+    release = props.get("ro.build.version.release")
+    return {"phone_model": _join(props.get("ro.product.manufacturer"),
+                                 props.get("ro.product.model")),
+            "soc": soc, "soc_platform": props.get("ro.board.platform"),
+            "android": f"{release} (API {props.get('ro.build.version.sdk')})" if release else None}
+
+
+def android_properties() -> dict:
+    """Android's system properties via `getprop` (in Termux's PATH; /system/bin inside proot);
+    {} where there is none."""
+    tool = shutil.which("getprop") or ("/system/bin/getprop"
+                                       if os.path.exists("/system/bin/getprop") else None)
+    if tool is None:
+        return {}
+    try:
+        out = subprocess.run([tool], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return parse_getprop(out)
+
+
+def parse_getprop(text: str) -> dict:
+    """`[key]: [value]` lines, as getprop prints them."""
+    props = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("]: [")
+        if sep and key.startswith("[") and value.endswith("]"):
+            props[key[1:]] = value[:-1]
+    return props
+
+
+def _join(*parts) -> str | None:
+    return " ".join(p for p in parts if p) or None
 
 
 def emulation() -> str | None:

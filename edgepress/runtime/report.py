@@ -20,7 +20,7 @@ from edgepress.runtime import schema as _schema
 from edgepress.runtime.fingerprint import fingerprint
 from edgepress.runtime.schema import check
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: cpu, sensors, results.sustained, phone fields
 PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99_9": 99.9}
 PERCENTILE_METHOD = "linear"  # numpy's default: Hyndman & Fan type 7, as R and Excel use
 

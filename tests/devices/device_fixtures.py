@@ -2,6 +2,7 @@
 without downloading anything (the `arm` tests download the real ones). Imported by the test
 modules: a conftest.py here would shadow tests/conftest.py, which other tests import by name."""
 
+import os
 import zipfile
 
 import pytest
@@ -32,3 +33,30 @@ def wheel_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEPRESS_WHEEL_CACHE", str(cache))
     return cache
 
+
+
+def no_wheels_profile(folder) -> str:
+    """A custom board with no CPython for the engines (python = ""): estimates only."""
+    path = folder / "nowheels.toml"
+    path.write_text((profile.PROFILES / "rpi4.toml").read_text()
+                    .replace('python = "3.11"', 'python = ""').replace('"rpi4"', '"nowheels"'))
+    return str(path)
+
+
+def fake_adb(folder, monkeypatch, serial: str, state: str, port: int = 0):
+    """An `adb` on PATH that lists `serial` in `state` (device, unauthorized, offline...),
+    answers a forward with `port` and logs every call: the states only a phone can be in."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir()
+    log = folder / "adb.log"
+    script = bin_dir / "adb"
+    script.write_text(f"""#!/bin/sh
+echo "$*" >> {log}
+case "$*" in
+  devices) printf 'List of devices attached\\n{serial}\\t{state}\\n\\n' ;;
+  *"forward tcp:0"*) echo {port} ;;
+esac
+""")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return log

@@ -11,13 +11,23 @@
 # deploy` brings everything. Only Debian packages are fetched (apt, debootstrap); run as root.
 # First `up` takes ~5 minutes (debootstrap under emulation), later ones seconds.
 #
-# State for the tests goes in $CACHE/ssh: the client key, known_hosts, the port and the user.
+# The same rootfs also serves a Termux-like phone target (issue 19) on 127.0.0.1:8022: a non-root
+# user whose home is Termux's (/data/data/com.termux/files/home), the only place it can write
+# (its sshd runs in a mount namespace where /tmp, /var/tmp and /run/lock are read-only, as a
+# phone has no writable /tmp). What it cannot be: Android (bionic libc, getprop, SELinux) or
+# proot, which does not run under qemu-user; its programs are Debian's, as in a proot Debian.
+#
+# State for the tests goes in $CACHE/ssh: the client key, known_hosts, the port and the user;
+# termux_* for the phone target (termux_known_hosts also files its key as adb-emulated0).
 set -euo pipefail
 CACHE=${EDGEPRESS_PI_CACHE:-/var/cache/edgepress-pi}
 PORT=${EDGEPRESS_PI_PORT:-2232}
+TERMUX_PORT=${EDGEPRESS_TERMUX_PORT:-8022}
 R=$CACHE/rootfs
 S=$CACHE/ssh
 DEVICE_USER=pi
+TERMUX_USER=u0_a187
+TERMUX_HOME=/data/data/com.termux/files/home
 
 host_packages() {
   # binfmt_misc is not mounted on a fresh machine; qemu-user-static registers aarch64 with the
@@ -109,16 +119,56 @@ start_sshd() {
   echo "pi_emu: the device's sshd did not answer on 127.0.0.1:$PORT" >&2; exit 1
 }
 
+termux_account() {
+  # parents root-owned, as on a phone: the user writes under its home and nowhere else
+  mkdir -p "$R$(dirname "$TERMUX_HOME")"
+  in_device id -u "$TERMUX_USER" >/dev/null 2>&1 || \
+    in_device useradd -m -d "$TERMUX_HOME" -s /bin/bash -p '*' "$TERMUX_USER"
+  mkdir -p "$R$TERMUX_HOME/.ssh"
+  cp "$S/client.pub" "$R$TERMUX_HOME/.ssh/authorized_keys"
+  in_device chown -R "$TERMUX_USER:$TERMUX_USER" "$TERMUX_HOME"
+  chmod 700 "$R$TERMUX_HOME/.ssh"; chmod 600 "$R$TERMUX_HOME/.ssh/authorized_keys"
+  in_device id -u "$TERMUX_USER" >"$S/termux_uid"
+}
+
+termux_sshd() {
+  local cfg=$R/etc/ssh/ci/termux_config pidfile=$R/run/sshd-termux.pid
+  [ -f "$R/etc/ssh/ci/termux_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$R/etc/ssh/ci/termux_ed25519"
+  sed -e "s/^Port .*/Port $TERMUX_PORT/" -e "s#^HostKey .*#HostKey /etc/ssh/ci/termux_ed25519#" \
+      -e "s#^PidFile .*#PidFile /run/sshd-termux.pid#" "$R/etc/ssh/ci/sshd_config" >"$cfg"
+  echo "AllowUsers $TERMUX_USER" >>"$cfg"
+  local key; key=$(cut -d' ' -f1,2 "$R/etc/ssh/ci/termux_ed25519.pub")
+  printf '[127.0.0.1]:%s %s\nadb-emulated0 %s\n' "$TERMUX_PORT" "$key" "$key" >"$S/termux_known_hosts"
+  echo "$TERMUX_PORT" >"$S/termux_port"; echo "$TERMUX_USER" >"$S/termux_user"
+  echo "$TERMUX_HOME" >"$S/termux_home"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  # its own mount namespace: the rootfs's world-writable dirs (/tmp, /var/tmp, /run/lock) are
+  # read-only for this sshd and its sessions only
+  unshare -m --propagation private sh -c "for d in tmp var/tmp run/lock; do
+      mount -t tmpfs -o ro,size=64k tmpfs '$R/'\$d || exit 1; done &&
+    chroot '$R' env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
+      /usr/sbin/sshd -f /etc/ssh/ci/termux_config -E /var/log/sshd-termux.log"
+  for _ in $(seq 1 100); do
+    ssh -q -i "$S/client" -p "$TERMUX_PORT" -o UserKnownHostsFile="$S/termux_known_hosts" \
+      -o StrictHostKeyChecking=yes -o BatchMode=yes "$TERMUX_USER@127.0.0.1" true && return
+    sleep 0.3
+  done
+  echo "pi_emu: the phone target's sshd did not answer on 127.0.0.1:$TERMUX_PORT" >&2; exit 1
+}
+
 up() {
   host_packages; rootfs; mounts
   [ "$(chroot "$R" uname -m)" = aarch64 ]
   accounts; sshd_config; start_sshd
-  echo "pi_emu: $DEVICE_USER@127.0.0.1:$PORT is up (aarch64, emulated); state in $S"
+  termux_account; termux_sshd
+  echo "pi_emu: $DEVICE_USER@127.0.0.1:$PORT and the Termux-like $TERMUX_USER@127.0.0.1:$TERMUX_PORT are up (aarch64, emulated); state in $S"
 }
 
 down() {
-  local pidfile=$R/run/sshd-ci.pid
-  if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
+  local pidfile
+  for pidfile in "$R/run/sshd-ci.pid" "$R/run/sshd-termux.pid"; do
+    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
+  done
   # what the device still runs (e.g. a pip left by a test's dropped connection): only processes
   # whose root is this rootfs, by pid, so the mounts below can go
   for p in /proc/[0-9]*; do

@@ -3,6 +3,7 @@ staged install, the checks before any write and a connection lost midway are tes
 The real thing, over SSH to an emulated aarch64 device, is test_emulated.py (marker `arm`)."""
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from device_fixtures import wheel_cache  # noqa: F401 - the fixture, used via pytestmark
+from device_fixtures import no_wheels_profile, wheel_cache  # noqa: F401 (fixture)
 
 from edgepress.cli import main
 from edgepress.devices import deploy
@@ -178,7 +179,7 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("args, message", [
     (["--device", "rpi9"], "unknown device 'rpi9'; known devices:"),
-    (["--device", "android-flagship"], "no CPython wheels"),
+    (["--device", "NOWHEELS"], "no CPython wheels"),
     (["--device", "rpi4", "--known-hosts", "/nonexistent/known_hosts"],
      "known_hosts file '/nonexistent/known_hosts' does not exist"),
     (["--device", "rpi4", "--identity", "/nonexistent/key"],
@@ -188,6 +189,7 @@ def _closed_port() -> int:
 def test_cli_bad_input_is_one_line_exit_2(args, message, cnn_bundles, tmp_path, capsys):
     known = tmp_path / "known_hosts"
     known.write_text("")
+    args = [no_wheels_profile(tmp_path) if a == "NOWHEELS" else a for a in args]
     argv = ["deploy", str(cnn_bundles / "onnx-fp32"), f"ssh://pi@127.0.0.1:{_closed_port()}",
             "--known-hosts", str(known), *args]
     assert main(argv) == 2
@@ -216,3 +218,54 @@ def test_devices_modules_import_without_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+TERMUX_FACTS = {"python": "3.12", "android_api": 34, "system_numpy": True, "onnxruntime": True,
+                "glibc": None}
+
+
+def _phone(bundle, dev):
+    return deploy.apply(bundle, "ssh://u0_a187@phone:8022", "android-mid",
+                        connect=lambda *a: dev, overwrite=True)
+
+
+def test_termux_own_python_gets_termux_packages_not_wheels(cnn_bundles, device_report,
+                                                           tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    res = _phone(cnn_bundles / "onnx-fp32", StandInDevice(home, device_report, TERMUX_FACTS))
+    assert res.environment == ("Termux's own Python 3.12 (Android API 34) with its python-numpy "
+                               "and python-onnxruntime packages: ONNX only")
+    m = res.package.manifest
+    assert m["python"] == "3.12" and m["engine"] == "onnxruntime"
+    assert m["system_packages"] == ["numpy", "onnxruntime"]
+    assert [w.split("-")[0] for w in m["wheels"]] == ["edgepress"]  # no manylinux wheel
+    run_sh = (home / "edgepress" / "current" / "run.sh").read_text()
+    assert "-m venv --system-site-packages venv" in run_sh
+
+
+@pytest.mark.parametrize("facts, fmt, message", [
+    ({"onnxruntime": False}, "onnx", "runs Termux's own Python without numpy and onnxruntime: "
+                                     "run `pkg install python-onnxruntime` in Termux"),
+    ({}, "tflite", "runs Termux's own Python, which has no LiteRT: deploy an ONNX bundle, or run "
+                   "sshd inside a proot Debian"),
+])
+def test_termux_without_what_it_needs_is_refused_before_anything_is_written(
+        facts, fmt, message, cnn_bundles, device_report, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    dev = StandInDevice(home, device_report, {**TERMUX_FACTS, **facts})
+    with pytest.raises(UserError, match=re.escape(message)):
+        _phone(cnn_bundles / f"{fmt}-fp32", dev)
+    assert len(dev.commands) == 1 and not dev.puts and not list(home.iterdir())
+
+
+def test_proot_debian_on_a_phone_takes_the_offline_package(cnn_bundles, device_report, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    res = _phone(cnn_bundles / "onnx-fp32", StandInDevice(
+        home, device_report, {"tracer": "proot", "glibc": "2.36"}))
+    assert res.environment == ("Debian-style Linux in proot on Android (glibc 2.36, Python "
+                               "3.11): offline package")
+    assert any(w.startswith("onnxruntime-") for w in res.package.manifest["wheels"])
+    assert res.package.manifest["system_packages"] == []

@@ -13,9 +13,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from device_fixtures import fake_adb
 
 from edgepress.cli import main
 from edgepress.devices import deploy
+from edgepress.runtime import cores
 
 pytestmark = pytest.mark.arm
 EMU = Path(__file__).with_name("pi_emu.sh")
@@ -133,3 +135,81 @@ def test_connection_lost_midway_leaves_the_previous_install_working(device, int8
     assert _on_device(device, "readlink edgepress/current") == (0, current)
     rc, out = _on_device(device, "sh edgepress/current/run.sh verify")
     assert rc == 0 and json.loads(out[out.index("{"):])["passed"]
+
+
+# ---- the Termux-like phone target (issue 19): u0_a187@127.0.0.1:8022, home-only -------------
+
+@pytest.fixture(scope="module")
+def phone(device):
+    ssh = CACHE / "ssh"
+    read = lambda name: (ssh / name).read_text().strip()  # noqa: E731
+    return {"url": f"ssh://{read('termux_user')}@127.0.0.1:{read('termux_port')}",
+            "user": read("termux_user"), "port": int(read("termux_port")),
+            "uid": int(read("termux_uid")), "home": read("termux_home"),
+            "key": device["key"], "known_hosts": ssh / "termux_known_hosts"}
+
+
+def _written_outside_home(phone) -> list[str]:
+    """Files the phone user owns anywhere in the device but its home (read on the host)."""
+    rootfs = CACHE / "rootfs"
+    out = subprocess.run(["find", str(rootfs), "-xdev", "-uid", str(phone["uid"]),
+                          "-not", "-path", f"{rootfs}{phone['home']}*"],
+                         capture_output=True, text=True, check=False).stdout
+    return out.split()
+
+
+def test_termux_like_phone_deploys_verifies_and_benches_phone_aware(phone, int8_bundles,
+                                                                    tmp_path):
+    out = tmp_path / "phone.json"
+    res = deploy.apply(int8_bundles / "onnx-int8", phone["url"], "android-mid", phone["key"],
+                       phone["known_hosts"], out=out, overwrite=True,
+                       bench_flags=["--no-memory", "--sustained", "2", "--cores", "all"])
+    assert res.verdict["passed"] and res.report is not None
+    # not Android, not proot (neither runs here): a glibc Linux, as a proot Debian would be
+    assert res.environment == "Linux (glibc 2.36, Python 3.11): offline package"
+    rep = json.loads(out.read_text())
+    assert rep["device"]["emulated"] == "qemu-user" and rep["device"]["arch"] == "aarch64"
+    # the device read its /sys (the host's, bound into the rootfs) through the same code path
+    assert rep["device"]["cpu_clusters"] == cores.clusters(cores.topology())
+    assert rep["cpu"]["requested"] == "all" and rep["cpu"]["mask"] == [
+        c.cpu for c in cores.topology()]
+    assert rep["sensors"]["samples"] and rep["sensors"]["cpus"] == rep["cpu"]["mask"]
+    windows = rep["results"]["sustained"]["windows"]
+    assert len(windows) == 10 and sum(w["n"] for w in windows) == rep["results"]["latency_ms"]["n"]
+    assert _written_outside_home(phone) == []
+    rc, current = _on_device({**phone, "target": deploy.Target(phone["user"], "127.0.0.1",
+                                                               phone["port"])},
+                             "readlink -f edgepress/current")
+    assert rc == 0 and current.startswith(phone["home"] + "/edgepress/releases/")
+
+
+def test_adb_path_reaches_the_phone_and_knows_its_key_by_serial(phone, int8_bundles, tmp_path,
+                                                                monkeypatch, capsys):
+    # a stand-in adb whose forward is the phone target's own port: the host key is filed only
+    # under the serial, so connecting proves the lookup is by serial, not by local port
+    log = fake_adb(tmp_path, monkeypatch, "EMULATED0", "device", phone["port"])
+    by_serial, by_port = tmp_path / "by_serial", tmp_path / "by_port"
+    # filed the way a user would, by OpenSSH itself (hashed, the alias lower-cased)
+    subprocess.run(["ssh", "-q", "-i", str(phone["key"]), "-p", str(phone["port"]),
+                    "-o", "HostKeyAlias=adb-EMULATED0", "-o", "HashKnownHosts=yes",
+                    "-o", f"UserKnownHostsFile={by_serial}", "-o", "BatchMode=yes",
+                    "-o", "StrictHostKeyChecking=accept-new", f"{phone['user']}@127.0.0.1",
+                    "true"], check=True, timeout=120)
+    assert by_serial.read_text().startswith("|1|")
+    by_port.write_text("".join(ln + "\n" for ln in phone["known_hosts"].read_text().splitlines()
+                               if ln.startswith("[127.0.0.1]")))
+    argv = ["deploy", str(int8_bundles / "onnx-int8"), f"adb://{phone['user']}@EMULATED0",
+            "--device", "android-mid", "--identity", str(phone["key"]), "--runs", "3",
+            "--min-seconds", "0"]
+    assert main([*argv, "--known-hosts", str(by_serial)]) == 0
+    printed = capsys.readouterr().out
+    assert f"on {phone['user']}@adb-emulated0 (adb forward 127.0.0.1:{phone['port']})" in printed
+    assert "verify on the device: PASS (int8" in printed
+    assert main([*argv, "--known-hosts", str(by_port)]) == 2
+    err = capsys.readouterr().err
+    assert f"is not in {str(by_port)!r} as 'adb-emulated0'" in err
+    assert "(`ssh -o HostKeyAlias=adb-emulated0` files it after checking its fingerprint)" in err
+    forwards = [ln for ln in log.read_text().splitlines() if "forward" in ln]
+    assert forwards == ["-s EMULATED0 forward tcp:0 tcp:8022",
+                        f"-s EMULATED0 forward --remove tcp:{phone['port']}"] * 2
+    assert _written_outside_home(phone) == []

@@ -64,3 +64,33 @@ def test_cli_prints_the_estimate_beside_a_real_report(cnn_bundles, tmp_path, cap
     out = capsys.readouterr().out
     assert "ESTIMATE" in out and "MEASURED" in out and "EMULATED" in out
     assert "assumes: peak fp32 = 2 ops/MAC x (4 x 1.8 GHz x 8) MACs/cycle = 115.2 GOPS" in out
+
+
+def test_a_phone_estimate_says_how_far_off_its_published_checks_were(cnn_bundles, capsys):
+    mid = profile.load("android-mid")
+    first = mid.checks[0]
+    recorded = {"estimates": {"android-mid": {estimate.check_key(first): {
+        "estimated_ms": first["published_ms"] / 2}}}}
+    got = estimate.checks(mid, recorded)
+    assert got[0]["ratio"] == pytest.approx(0.5) and got[0]["source"] == first["source"]
+    assert all(c["ratio"] is None for c in got[1:])  # none recorded for those
+    lines = estimate.check_lines({"device": "android-mid", "checks": got})
+    assert lines[0] == ("checks against published measurements on android-mid's SoC: estimates "
+                        "were 0.50x-0.50x the measured latency (1 checks)")
+    assert "estimated 19.48 ms, published 38.97 ms (ncnn): 0.50x" in lines[1]
+    assert estimate.check_lines({"device": "x", "checks": got[1:]}) == [
+        "x lists 3 published measurements, but no estimate of them is recorded: run "
+        "benchmarks/phone_checks.py"]
+    assert estimate.check_lines({"device": "rpi4", "checks": []}) == []
+    assert main(["estimate", str(cnn_bundles / "onnx-fp32"), "--device", "android-mid",
+                 "--efficiency", "0.5"]) == 0
+    printed = capsys.readouterr().out  # what profiles/checks.json records, whatever it is
+    assert estimate.check_lines({"device": "android-mid", "checks": estimate.checks(mid)})[0] \
+        in printed
+
+
+def test_every_published_check_has_a_recorded_estimate():
+    # benchmarks/phone_checks.py writes them; a check added without running it fails here
+    for prof in map(profile.load, profile.names()):
+        for c in estimate.checks(prof):
+            assert c["estimated_ms"] is not None, f"{prof.name}: {estimate.check_key(c)}"

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from device_fixtures import wheel_cache  # noqa: F401 - the fixture, used via pytestmark
+from device_fixtures import no_wheels_profile, wheel_cache  # noqa: F401 (fixture)
 
 from edgepress.cli import main
 from edgepress.devices import package, profile, remote
@@ -75,11 +75,12 @@ def test_model_larger_than_ram_is_refused_with_the_numbers(cnn_bundles, tmp_path
 
 
 @pytest.mark.parametrize("device, fmt, message", [
-    ("android-mid", "onnx", "no CPython wheels for the engines"),
+    ("NOWHEELS", "onnx", "no CPython wheels for the engines"),
     ("rpi-zero2w", "onnx", "onnxruntime publishes no armv7l wheels"),
 ])
 def test_devices_without_wheels_are_refused(device, fmt, message, cnn_bundles, tmp_path, capsys):
     out = tmp_path / "p.tar.gz"
+    device = no_wheels_profile(tmp_path) if device == "NOWHEELS" else device
     assert main(["package", str(cnn_bundles / f"{fmt}-fp32"), "--device", device,
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err

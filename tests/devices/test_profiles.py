@@ -1,6 +1,7 @@
 """Device profiles: the issue's devices, figures sourced in comments, peaks equal their formula."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_platform_tags_go_newest_first_down_to_manylinux2014():
     tags = profile.load("rpi4").platform_tags()
     assert tags[0] == "manylinux_2_36_aarch64" and "manylinux_2_17_aarch64" in tags
     assert "manylinux2014_aarch64" in tags
-    assert profile.load("android-mid").platform_tags() == []
+    assert profile.load("android-mid").platform_tags()[0] == "manylinux_2_36_aarch64"
 
 
 def test_unknown_device_lists_the_known_ones(capsys):
@@ -81,3 +82,15 @@ def test_cli_list_and_show(capsys):
     out = capsys.readouterr().out
     assert "peak int8 = 2 ops/MAC x (4 x 2.4 GHz x 32) MACs/cycle = 614.4 GOPS" in out
     assert "Cortex-A76" in out and "dotprod" in out
+
+
+@pytest.mark.parametrize("name", ["android-mid", "android-flagship"])
+def test_android_profiles_name_their_soc_python_engines_and_checks(name):
+    zoo = Path(__file__).resolve().parents[2] / "benchmarks" / "models"
+    p = profile.load(name)
+    assert p.soc.startswith("Qualcomm Snapdragon") and p.soc in (
+        profile.PROFILES / f"{name}.toml").read_text()
+    assert p.python and p.glibc and p.platform_tags()  # proot Debian: the offline package
+    assert p.termux == {"python": "3.12", "onnx": "onnxruntime", "tflite": ""}
+    assert p.checks and all((zoo / f"{c['model']}.py").is_file() and c["published_ms"] > 0 and
+                            "github.com/" in c["source"] for c in p.checks)

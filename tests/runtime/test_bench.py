@@ -71,21 +71,24 @@ def test_timing_window_wraps_the_engine_call_only(monkeypatch):
     def run(feeds):  # the "engine": 1000 ns per call; nothing else advances the clock
         clock["ns"] += 1000
 
-    samples, wall = bench._timed_runs(run, {}, _quiet(min_runs=5))
+    ticks = []
+    samples, starts, wall = bench._timed_runs(run, {}, _quiet(min_runs=5), ticks.append)
     assert samples == [1000] * 5 and wall == 5e-6
+    assert starts == [0, 1000, 2000, 3000, 4000]
+    assert ticks == starts  # the sensors are read between calls, outside each timed call
 
 
 def test_timed_runs_need_both_count_and_duration():
     calls = []
-    samples, wall = bench._timed_runs(calls.append, {}, _quiet(min_runs=3, min_s=0.02))
+    samples, _, wall = bench._timed_runs(calls.append, {}, _quiet(min_runs=3, min_s=0.02))
     assert len(samples) >= 3 and wall >= 0.02 and len(calls) == len(samples)
-    samples, _ = bench._timed_runs(calls.append, {}, _quiet(min_runs=7, min_s=0.0))
+    samples, _, _ = bench._timed_runs(calls.append, {}, _quiet(min_runs=7, min_s=0.0))
     assert len(samples) == 7
 
 
 def test_duration_mode_ignores_the_run_count():
-    samples, wall = bench._timed_runs(lambda f: None, {},
-                                      _quiet(min_runs=10**9, duration_s=0.02))
+    samples, _, wall = bench._timed_runs(lambda f: None, {},
+                                         _quiet(min_runs=10**9, duration_s=0.02))
     assert wall >= 0.02 and 1 <= len(samples) < 10**9
 
 
@@ -214,3 +217,63 @@ def test_cli_bench_prints_memory(cnn_bundles, tmp_path, capsys):
     assert rep["memory"]["peak_rss_bytes"] > 0 and rep["engine"]["options"] == {"xnnpack": False}
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(rep, report.schema(), cls=jsonschema.Draft202012Validator)
+
+
+def test_report_records_the_cpu_mask_in_force_and_the_sensors(cnn_bundles):
+    from edgepress.runtime import cores
+
+    before = cores.affinity()
+    rep = bench.apply(cnn_bundles / "onnx-fp32", protocol=_quiet(cores=str(before[-1])))
+    assert rep["cpu"]["requested"] == str(before[-1]) and rep["cpu"]["why"] == "as asked"
+    assert rep["cpu"]["mask"] == rep["cpu"]["chosen"] == [before[-1]]
+    assert cores.affinity() == before  # restored after the measurement
+    sens = rep["sensors"]
+    assert sens["cpus"] == [before[-1]] and sens["samples"][0]["t_s"] == 0.0
+    assert sens["freq_exposed"] == any(f is not None for s in sens["samples"]
+                                       for f in s["freq_mhz"])
+    default = bench.apply(cnn_bundles / "onnx-fp32", protocol=QUICK)
+    assert default["cpu"]["mask"] == before and default["cpu"]["requested"] == "auto"
+
+
+def test_sustained_run_reports_windows_covering_every_run(cnn_bundles):
+    rep = bench.apply(cnn_bundles / "onnx-fp32", protocol=_quiet(sustained_s=0.3))
+    sustained = rep["results"]["sustained"]
+    assert len(sustained["windows"]) == 10 and sustained["seconds"] == 0.3
+    assert sum(w["n"] for w in sustained["windows"]) == rep["results"]["latency_ms"]["n"]
+    assert sustained["throttled"] == (sustained["last_over_first"] > 1.10)
+
+
+def test_sustained_and_duration_are_one_or_the_other():
+    with pytest.raises(UserError, match=r"--sustained 5.0: must be > 0 seconds, and replaces "
+                                        r"--duration"):
+        bench.Protocol(sustained_s=5.0, duration_s=2.0)
+    with pytest.raises(UserError, match="--sustained -1"):
+        bench.Protocol(sustained_s=-1)
+
+
+def test_bench_cli_prints_where_it_ran_and_rejects_bad_cores(cnn_bundles, capsys):
+    target = str(cnn_bundles / "onnx-fp32")
+    assert cli.main(["bench", target, "--runs", "3", "--min-seconds", "0", "--no-memory",
+                     "--cores", "all"]) == 0
+    assert "t1: cores " in capsys.readouterr().out
+    assert cli.main(["bench", target, "--cores", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "--cores '99': CPU 99 is not available to this process" in err
+    assert err.count("\n") == 1
+
+
+def test_on_unlike_cores_bench_pins_to_the_fastest_by_default(cnn_bundles, monkeypatch):
+    # this host's cores are alike; here its kernel says the last one is twice as fast
+    from edgepress.runtime import cores
+
+    before = cores.affinity()
+    if len(before) < 2:
+        pytest.skip("needs two CPUs available to this process")
+    fast = before[-1]
+    monkeypatch.setattr(cores, "topology", lambda root="/": [
+        cores.Core(n, 1024 if n == fast else 512, None) for n in before])
+    rep = bench.apply(cnn_bundles / "onnx-fp32", threads=1, protocol=QUICK)
+    assert rep["cpu"]["heterogeneous"] and rep["cpu"]["chosen"] == [fast]
+    assert rep["cpu"]["mask"] == [fast] and rep["cpu"]["why"] == \
+        f"the fastest 1 of {len(before)} cores, which differ"
+    assert cores.affinity() == before

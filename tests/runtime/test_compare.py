@@ -6,10 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-from fake_reports import lognormal, write
+from fake_reports import lognormal, make, write
 
 from edgepress import cli
-from edgepress.runtime import compare
+from edgepress.runtime import compare, report
 
 
 def test_mann_whitney_matches_scipy_with_ties():
@@ -116,6 +116,40 @@ def test_warns_when_conditions_differ(tmp_path, capsys):
     text = "\n".join(warnings)
     assert "engine.threads is 4, a has 1" in text and "engine.version" in text
     assert "device.governor is 'powersave', a has 'performance'" in text
+
+
+def _phone(tmp_path, name, mask, temp_max, throttled_ratio=None):
+    rep = make(lognormal(50, 1.0, len(name)), cpu={"requested": "auto", "mask": mask},
+               sensors={"interval_s": 0.5, "freq_exposed": False, "thermal_exposed": True,
+                        "samples": [], "temp_c": {"start": temp_max, "end": temp_max,
+                                                  "max": temp_max}})
+    if throttled_ratio is not None:
+        rep["results"]["sustained"] = {"seconds": 60.0, "windows": [], "threshold": 1.1,
+                                       "last_over_first": throttled_ratio,
+                                       "throttled": throttled_ratio > 1.1}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(rep))
+    return path
+
+
+def test_warns_about_cpu_mask_throttling_and_temperature(tmp_path, capsys):
+    jsonschema = pytest.importorskip("jsonschema")
+    a = _phone(tmp_path, "cool", [7], 41.0, throttled_ratio=1.04)
+    b = _phone(tmp_path, "hot", [3, 4, 7], 55.5, throttled_ratio=1.31)
+    c = _phone(tmp_path, "warm", [7], 50.0)
+    for path in (a, b, c):
+        jsonschema.validate(json.loads(path.read_text()), report.schema(),
+                            cls=jsonschema.Draft202012Validator)
+    assert cli.main(["compare", str(a), str(b), str(c)]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("warning:")]
+    assert warnings == [
+        "warning: hot: throttled during its sustained run (last window's p50 1.31x the "
+        "first's): its latency is a hot device's",
+        "warning: hot: hottest thermal zone reached 55.5 C, cool 41.0 C (more than 10 C apart): "
+        "a hot phone runs slower clocks",
+        "warning: hot: cpu.mask is [3, 4, 7], cool has [7]: latency may differ for that reason "
+        "alone"]  # warm: same mask, 9 C apart, not throttled: nothing to say
 
 
 def test_warns_about_a_busy_machine(tmp_path, capsys):
