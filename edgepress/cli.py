@@ -485,11 +485,11 @@ def _add_inspect(sub):
 
 
 def _quant_sensitivity(args) -> int:
-    from edgepress.compress import accuracy
+    from edgepress.compress.quantize import search
 
     if not args.calib:
         raise UserError("inspect --sensitivity needs calibration data: --calib DATA")
-    rows = accuracy.inspect(args.target, args.weights, tuple(args.input_shape), args.format,
+    rows = search.inspect(args.target, args.weights, tuple(args.input_shape), args.format,
                             args.quantize, args.calib, args.eval, args.calib_method)
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -532,7 +532,8 @@ def _sensitivity(args) -> int:
     import torch
 
     from edgepress import shapes
-    from edgepress.compress import calibrate, load, prune, sensitivity
+    from edgepress.compress import calibrate, load, prune
+    from edgepress.compress.prune import auto
 
     if not args.eval:
         raise UserError("--prune-sensitivity measures on data: pass --eval DATA (.npz named as "
@@ -545,7 +546,7 @@ def _sensitivity(args) -> int:
     example = {k: torch.from_numpy(v[0]) for k, v in one.items()}
     cfg = prune.check(prune.PruneConfig("channels", round_to=args.prune_round_to))
     ratios = _floats("--prune-ratios", args.prune_ratios)
-    scan = sensitivity.scan(loaded.model, example, data, cfg, ratios)
+    scan = auto.scan(loaded.model, example, data, cfg, ratios)
     if args.json:
         print(json.dumps(scan, indent=1))
         return 0

@@ -388,7 +388,8 @@ def _quantized(loaded, req, fmt, fp32: Result, precision, calib, held_out) -> Re
     import shutil
     import tempfile
 
-    from edgepress.compress import accuracy, quantize
+    from edgepress.compress import quantize
+    from edgepress.compress.quantize import search
 
     where = fp32.bundle.parent / f"{fmt}-{precision}"
     shutil.copytree(fp32.bundle, where, ignore=shutil.ignore_patterns("model.*", "manifest.json"))
@@ -398,7 +399,7 @@ def _quantized(loaded, req, fmt, fp32: Result, precision, calib, held_out) -> Re
     with tempfile.TemporaryDirectory(prefix="edgepress-quantize-") as work:
         job = quantize.Job(loaded, fmt, fp32.bundle / f"model.{fmt}", where / f"model.{fmt}",
                            calib, sample, req.tflite_layout, work=Path(work))
-        outcome = accuracy.apply(job, cfg, held_out, req.max_drop, req.max_float_layers)
+        outcome = search.apply(job, cfg, held_out, req.max_drop, req.max_float_layers)
     manifest = json.loads((fp32.bundle / artifact.MANIFEST).read_text())
     model_file = outcome.quantized.path
     manifest.update(precision=precision, model_sha256=artifact.sha256_file(model_file),

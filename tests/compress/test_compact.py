@@ -33,7 +33,7 @@ def raw_int8(cnn_bundles, tmp_path_factory):
         job = quantize.Job(loaded, fmt, cnn_bundles / f"{fmt}-fp32" / f"model.{fmt}",
                            tmp / f"raw.{fmt}", calib, {"x": torch.from_numpy(calib.first(1)["x"][0])},
                            work=tmp / f"work-{fmt}")
-        raw = quantize.METHODS[(fmt, "int8")](job, quantize.QuantizeConfig("int8")).path
+        raw = quantize.METHODS[(fmt, "int8")][0](job, quantize.QuantizeConfig("int8")).path
         small = tmp / f"compact.{fmt}"
         shutil.copyfile(raw, small)
         out[fmt] = (raw, small, compact.apply(small))

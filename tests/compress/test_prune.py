@@ -10,7 +10,8 @@ import torch
 import tiny_models
 from tiny_models import factory
 from edgepress import cli
-from edgepress.compress import calibrate, load, pipeline, prune, sensitivity
+from edgepress.compress import calibrate, load, pipeline, prune
+from edgepress.compress.prune import auto
 from edgepress.errors import UserError
 
 # One spec per method: a new method without a case here fails test_every_method_has_a_case.
@@ -165,7 +166,7 @@ def test_sensitivity_scan(tmp_path):
     loaded = _loaded("prunable_cnn")
     example = _example(loaded)
     cfg = prune.PruneConfig("channels")
-    scan = sensitivity.scan(loaded.model, example, _data(loaded), cfg, ratios=(0.5,))
+    scan = auto.scan(loaded.model, example, _data(loaded), cfg, ratios=(0.5,))
     names = [layer["name"] for layer in scan["layers"]]
     assert "res.0" in names and "inv.0" in names and "stem.0" not in names
     for layer in scan["layers"]:

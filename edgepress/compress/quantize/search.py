@@ -1,4 +1,4 @@
-"""accuracy: fidelity of a quantized model on held-out data, per-layer sensitivity, and the
+"""search: fidelity of a quantized model on held-out data, per-layer sensitivity, and the
 accuracy-aware fallback (--max-drop): keep the most sensitive layers in float, one at a time,
 until the drop is within the bound.
 
@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from itertools import islice
 
 from edgepress.compress import quantize
+from edgepress.compress.quantize import onnx as onnx_paths
+from edgepress.compress.quantize import tflite as tflite_paths
 from edgepress.errors import UserError
 from edgepress.runtime import verify
 from edgepress.runtime.session import Session
@@ -73,7 +75,7 @@ def layers(job: quantize.Job) -> list[str]:
     if job.fmt == "onnx":
         import onnx
 
-        src, _ = quantize.normalise_onnx(job.fp32_path, quantize.work_dir(job))
+        src, _ = onnx_paths.normalise_onnx(job.fp32_path, quantize.work_dir(job))
         return [n.name for n in onnx.load(str(src)).graph.node if n.op_type in ONNX_LAYER_OPS]
     import torch
 
@@ -128,7 +130,7 @@ def _torch_fidelity(job, data, exclude=(), only=(), limit=None) -> dict:
     import torch
 
     model = job.loaded.model
-    fq, _ = quantize.pt2e_model(model, job.sample, job.calib, "nchw", exclude=exclude, only=only)
+    fq, _ = tflite_paths.pt2e_model(model, job.sample, job.calib, "nchw", exclude=exclude, only=only)
     fid = verify.Fidelity()
     with torch.no_grad():
         for sample, label in islice(data.labelled(), limit):
