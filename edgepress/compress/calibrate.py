@@ -16,15 +16,14 @@ import importlib.util
 import sys
 import tokenize
 import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgepress import shapes
-from edgepress.errors import UserError, choices
+from edgepress.runtime import shapes
+from edgepress.errors import ARCHIVE_ERRORS, UserError, choices
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".webp")
 LAYOUTS = ("nchw", "nhwc")
@@ -124,6 +123,35 @@ def open_data(source: str, specs, limit: int | None = None, pre: Preprocess | No
                     f"module:function, or 'random'")
 
 
+def apply(state, cfg):
+    """The data step before export: [data] calib and eval opened for quantization and the
+    summary, checked in full (every sample read and hashed) before any bundle is made."""
+    quantizing = bool(state.recipe.quantize.precisions)
+    seed = state.recipe.verify.seed
+    if quantizing and cfg.calib:
+        state.calib = open_option(cfg.calib, state.loaded, cfg, cfg.calib_samples, seed)
+    if cfg.eval:
+        state.held_out = open_option(cfg.eval, state.loaded, cfg)
+    for data in (state.calib, state.held_out) if quantizing else ():
+        if data is not None:
+            data.record()  # one full pass: every sample checked and hashed up front
+    return state
+
+
+def open_option(source: str, loaded, cfg, limit: int | None = None, seed: int = 0) -> Dataset:
+    """A Dataset over a DATA option (--calib, --eval, --train, --val) for the loaded model, with
+    the [data] table's image preprocessing."""
+    return open_data(source, loaded.inputs, limit, preprocess(cfg), seed, loaded.int_high)
+
+
+def preprocess(cfg) -> Preprocess:
+    """The [data] table's image options as a Preprocess, checked."""
+    size = cfg.image_size
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise UserError(f"--image-size {list(size)}: expected H,W e.g. 224,224")
+    return Preprocess(size, tuple(cfg.image_mean), tuple(cfg.image_std), cfg.image_layout)
+
+
 def _random(specs, n, seed, int_high):
     arrays = shapes.random_inputs(specs, n, seed, int_high)
     for i in range(n):
@@ -177,7 +205,7 @@ def _npz_reader(path: Path, specs):
     try:
         with zipfile.ZipFile(path) as z:
             members = {Path(n).stem: n for n in z.namelist() if n.endswith(".npy")}
-    except _ZIP_ERRORS as e:
+    except ARCHIVE_ERRORS as e:
         raise UserError(f"data {str(path)!r} is not a readable .npz file ({e})") from None
     names = [s.name for s in specs]
     missing = [n for n in names if n not in members]
@@ -198,19 +226,12 @@ def _npz_reader(path: Path, specs):
     return read
 
 
-# What a damaged zip member raises while it is opened or read (found by tests/fuzz): a bad
-# header or CRC, a seek past the end, a truncated or corrupt deflate stream, an unsupported
-# compression method, an encrypted member, a member name that is not UTF-8 (ValueError).
-_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError,
-               RuntimeError, ValueError)
-
-
 def _npy_rows(path: Path, member: str):
     """(rows, row shape, dtype) from an .npy header inside the zip, without reading the data."""
     try:
         with zipfile.ZipFile(path) as z, z.open(member) as f:
             return _npy_header(f, path, member)
-    except _ZIP_ERRORS as e:
+    except ARCHIVE_ERRORS as e:
         raise UserError(f"data {str(path)!r}: array {member!r} cannot be read ({e})") from None
 
 
@@ -243,7 +264,7 @@ def _iter_rows(path: Path, member: str):
                                     f"the {rows} samples its header declares (truncated)")
                 # bytearray: a writable row (torch.from_numpy warns on read-only memory)
                 yield np.frombuffer(bytearray(row), dtype=dtype).reshape(row_shape)
-    except _ZIP_ERRORS as e:
+    except ARCHIVE_ERRORS as e:
         raise UserError(f"data {str(path)!r}: array {member!r} cannot be read ({e})") from None
 
 

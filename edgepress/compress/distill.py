@@ -15,7 +15,7 @@ import copy
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgepress.compress import calibrate, load
+from edgepress.options import Distill
 from edgepress.errors import UserError, choices
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -30,22 +32,7 @@ SCHEDULES = ("cosine", "onecycle", "constant")
 CHECKPOINT = "last.pt"
 
 
-@dataclass(frozen=True)
-class DistillConfig:
-    method: str = "logits"  # a key of METHODS
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 3e-3
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    weight_decay: float = 1e-4
-    temperature: float = 4.0
-    alpha: float = 0.7  # weight of the KD term; 1 - alpha goes to the task loss when labelled
-    features: tuple = ()  # "student.layer=teacher.layer" pairs, for method "features"
-    feature_weight: float = 1.0
-    patience: int = 0  # epochs without a better validation metric before stopping; 0: never
-    seed: int = 0
-    checkpoint_dir: str | None = None  # last.pt after every epoch; a rerun resumes from it
+DistillConfig = Distill  # the [distill] options, declared once in options.py
 
 
 @dataclass
@@ -73,6 +60,8 @@ def kd_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
 
 
 def check(cfg: DistillConfig) -> DistillConfig:
+    """The [distill] options that cannot mean anything, named; no method means logits."""
+    cfg = replace(cfg, method=cfg.method or "logits")
     if cfg.method not in METHODS:
         raise choices("distill method", cfg.method, METHODS)
     if cfg.optimizer not in OPTIMIZERS:
@@ -93,20 +82,20 @@ def check(cfg: DistillConfig) -> DistillConfig:
     return cfg
 
 
-def apply(student: nn.Module, teacher: nn.Module, cfg: DistillConfig, train, val=None,
-          progress: bool = True) -> DistillResult:
+def fit(student: nn.Module, teacher: nn.Module, cfg: DistillConfig, train, val=None,
+        progress: bool = True, seed: int = 0) -> DistillResult:
     """Distills `teacher` into `student` (modified in place and returned in the result).
 
     `train` / `val` are calibrate.Dataset-like objects (labelled() yields (sample, label)).
     """
-    check(cfg)
-    torch.manual_seed(cfg.seed)
+    cfg = check(cfg)
+    torch.manual_seed(seed)
     rank, world = _dist_info()
     x, y = as_tensors(train)
     vx, vy = as_tensors(val) if val is not None else (x, y)
     teacher = teacher.eval()
     pairs = METHODS[cfg.method](student, teacher, cfg, x)
-    trainer = _Trainer(student, teacher, cfg, pairs, world, steps=_steps(cfg, x, world))
+    trainer = _Trainer(student, teacher, cfg, pairs, world, steps=_steps(cfg, x, world), seed=seed)
     result = DistillResult(student, metric_name="accuracy" if vy is not None else
                            "agreement with teacher", rank=rank)
     start = trainer.resume(cfg, result)
@@ -141,8 +130,9 @@ def evaluate(model, teacher, x: dict, y) -> float:
 class _Trainer:
     """Optimizer, schedule, loss and checkpoints for one distillation run."""
 
-    def __init__(self, student, teacher, cfg, pairs, world, steps):
+    def __init__(self, student, teacher, cfg, pairs, world, steps, seed):
         self.student, self.teacher, self.cfg, self.pairs = student, teacher, cfg, pairs
+        self.seed = seed
         self.model = _maybe_ddp(student, world)
         params = list(student.parameters()) + [p for pr in pairs for p in pr.parameters()]
         self.opt = (torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -154,7 +144,7 @@ class _Trainer:
 
     def epoch(self, x, y, epoch, rank, world, progress) -> float:
         self.student.train()
-        order = _shard(torch.randperm(_n(x), generator=_gen(self.cfg.seed, epoch)), rank, world)
+        order = _shard(torch.randperm(_n(x), generator=_gen(self.seed, epoch)), rank, world)
         per_rank = max(1, self.cfg.batch_size // world)  # same global batch as one process
         total, count = 0.0, 0
         bar = _bar(math.ceil(len(order) / per_rank), epoch, self.cfg.epochs, progress)
@@ -318,9 +308,7 @@ def _chunks(x: dict, size: int):
 
 
 def _logits(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    return _logits(list(out.values())[0] if isinstance(out, dict) else out[0])
+    return load.outputs(out)[0]
 
 
 def _steps(cfg, x, world) -> int:
@@ -375,3 +363,61 @@ def _bar(total: int, epoch: int, epochs: int, enabled: bool):
         return None
     return tqdm(total=total, desc=f"distill epoch {epoch + 1}/{epochs}", leave=False,
                 disable=None)  # disable=None: no bar when stderr is not a terminal
+
+
+# ---- the stage: teacher taken before prune, student distilled after it --------------------------
+
+def split_teacher(state, cfg: Distill):
+    """Keeps the teacher before pruning touches the model: --teacher SOURCE, else a copy of the
+    model as loaded. With --student, the model becomes that student."""
+    if not cfg.method:
+        for flag, value in (("--teacher", cfg.teacher), ("--student", cfg.student),
+                            ("--train", state.recipe.data.train)):
+            if value:
+                raise UserError(f"{flag} applies to distillation: add --distill logits|features")
+        return state
+    check(cfg)
+    loaded, shapes = state.loaded, state.recipe.model.input_shape
+    if loaded.model is None:
+        raise UserError(f"--distill needs a torch model; {loaded.source!r} is ONNX")
+    state.teacher = (load.open_source(cfg.teacher, None, shapes).model if cfg.teacher
+                     else copy.deepcopy(loaded.model))
+    if cfg.student:
+        loaded.model = load.open_source(cfg.student, None, shapes).model.train()
+        state.stages["student"] = {"source": cfg.student}
+    return state
+
+
+def apply(state, cfg: Distill):
+    """The stage: distills state.teacher into the (pruned) model, in place."""
+    if not cfg.method:
+        return state
+    data, seed = state.recipe.data, state.recipe.verify.seed
+    if not data.train:
+        raise UserError("--distill needs training data: --train DATA (.npz of the model's "
+                        "inputs with optional `labels`, image folder or module:function)")
+    train = calibrate.open_option(data.train, state.loaded, data, seed=seed)
+    val_source = data.val or data.eval
+    val = calibrate.open_option(val_source, state.loaded, data) if val_source else None
+    result = fit(state.loaded.model, state.teacher, cfg, train, val, seed=seed)
+    state.loaded.model, state.rank = result.model.eval(), result.rank
+    state.stages["distill"] = {**result.figures(), "teacher": cfg.teacher or "the source model",
+                               "train": train.record(), "config": {**vars(check(cfg)),
+                                                                   "seed": seed}}
+    if data.eval:  # the teacher's own score on the held-out data, for the summary
+        ex, ey = as_tensors(calibrate.open_option(data.eval, state.loaded, data))
+        state.stages["distill"]["teacher_eval"] = {
+            "metric": "accuracy" if ey is not None else "agreement",
+            "value": evaluate(state.teacher, state.teacher, ex, ey)}
+    return state
+
+
+def describe(figures: dict) -> list[str]:
+    """What the CLI prints about distillation."""
+    d = figures
+    line = (f"distilled from {d['teacher']}: best {d['metric']} {d['best_metric']:.4f} at epoch "
+            f"{d['best_epoch'] + 1} of {d['epochs_run']}")
+    if "teacher_eval" in d:
+        t = d["teacher_eval"]
+        line += f"; teacher {t['metric']} {100 * t['value']:.2f}% on eval data"
+    return [line]

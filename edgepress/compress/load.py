@@ -13,13 +13,13 @@ import importlib.util
 import inspect
 import sys
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from edgepress import shapes
-from edgepress.errors import UserError
+from edgepress.runtime import shapes
+from edgepress.options import Model
+from edgepress.errors import ARCHIVE_ERRORS, UserError, first_line
 from edgepress.runtime.artifact import TensorSpec, sha256_file
 
 
@@ -36,10 +36,47 @@ class Loaded:
     notes: list = field(default_factory=list)  # what was done to the source, in words
     int_high: dict = field(default_factory=dict)  # input name -> exclusive upper bound of ids
     extra_files: dict = field(default_factory=dict)  # bundle-relative name -> source Path
-    stages: dict = field(default_factory=dict)  # figures of host stages applied to `model`
 
 
-def apply(source: str, weights: str | None = None, input_shapes=(), trust_pickle=False) -> Loaded:
+def apply(state, cfg: Model):
+    """The stage: loads [model] source into state.loaded."""
+    check(cfg)
+    state.loaded = open_source(cfg.source, cfg.weights, cfg.input_shape, cfg.trust_pickle)
+    state.stages["load"] = {"kind": state.loaded.kind, "notes": state.loaded.notes}
+    return state
+
+
+def example(loaded: Loaded, seed: int = 0) -> dict:
+    """One random sample of the model's inputs, as tensors: the shapes a stage traces with."""
+    import torch
+
+    one = shapes.random_inputs(loaded.inputs, 1, seed, loaded.int_high)
+    return {k: torch.from_numpy(v[0]) for k, v in one.items()}
+
+
+def check(cfg: Model) -> Model:
+    if not cfg.source:
+        raise UserError("no model: give SOURCE (or [model] source in the recipe)")
+    return cfg
+
+
+def outputs(out) -> list:
+    """What a model returned, as the flat list of tensors every stage works with (tensors,
+    tuples/lists/dicts of them, nested): decided here, once."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in outputs(o)]
+    raise UserError(f"the model returned {type(out).__name__}; edgepress needs tensors (or "
+                    f"tuples/dicts of tensors) as outputs")
+
+
+def open_source(source: str, weights: str | None = None, input_shapes=(),
+                trust_pickle=False) -> Loaded:
     """Loads SOURCE; `input_shapes` are the raw --input-shape strings."""
     kind = detect(source)
     if weights is not None and kind != "factory":
@@ -205,7 +242,7 @@ def _unpickle(path: Path):
     try:
         return torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as e:
-        raise UserError(f"{str(path)!r} cannot be unpickled ({_first_line(e)})") from None
+        raise UserError(f"{str(path)!r} cannot be unpickled ({first_line(e)})") from None
 
 
 # ---- TorchScript and ExportedProgram --------------------------------------------------------
@@ -225,7 +262,7 @@ def _torchscript(source, weights, given, trust_pickle) -> Loaded:
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:
-        raise UserError(f"{source!r} is not a loadable TorchScript file ({_first_line(e)})") \
+        raise UserError(f"{source!r} is not a loadable TorchScript file ({first_line(e)})") \
             from None
     names = [a.name for a in module.forward.schema.arguments[1:]]
     specs = shapes.resolve(names, given, declared={}, what=f"TorchScript {source!r}")
@@ -253,16 +290,9 @@ def _check_records(path: Path, source: str) -> None:
                         raise UserError(f"{source!r}: tensor record {folder}/{key} is missing or "
                                         f"shorter than the {need} bytes it declares (truncated "
                                         f"or damaged TorchScript archive)")
-    except (*_ZIP_ERRORS, KeyError) as e:
-        raise UserError(f"{source!r} is not a loadable TorchScript file ({_first_line(e)})") \
+    except (*ARCHIVE_ERRORS, KeyError) as e:
+        raise UserError(f"{source!r} is not a loadable TorchScript file ({first_line(e)})") \
             from None
-
-
-# What zipfile raises on a damaged archive (found by tests/fuzz and atheris): bad headers or
-# CRCs, names that are not UTF-8 (ValueError), an unknown zip version or compression method
-# (NotImplementedError), an encrypted member (RuntimeError), a corrupt deflate stream.
-_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
-               RuntimeError, zlib.error)
 
 
 _STORAGE_BYTES = {"DoubleStorage": 8, "LongStorage": 8, "ComplexFloatStorage": 8,
@@ -315,7 +345,7 @@ def _is_torchscript_archive(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             return any("/code/" in n for n in z.namelist())
-    except _ZIP_ERRORS:
+    except ARCHIVE_ERRORS:
         return False
 
 
@@ -333,7 +363,7 @@ def _script_to_module(module, specs):
         ep = TS2EPConverter(module, args).convert()
     except Exception as e:
         raise UserError(f"TorchScript model cannot be converted for export "
-                        f"({_first_line(e)})") from None
+                        f"({first_line(e)})") from None
     return Named(ep.module(), [s.name for s in specs]), \
         "TorchScript converted to an ExportedProgram (torch TS2EPConverter)"
 
@@ -345,7 +375,7 @@ def _exported(source, weights, given, trust_pickle) -> Loaded:
         ep = torch.export.load(source)
     except Exception as e:
         raise UserError(f"{source!r} is not a loadable ExportedProgram (torch.export.save) "
-                        f"({_first_line(e)})") from None
+                        f"({first_line(e)})") from None
     declared = {}
     user = set(ep.graph_signature.user_inputs)
     for node in ep.graph.nodes:
@@ -449,7 +479,7 @@ def _hf_model(transformers, directory: Path, config: dict, use_safetensors: bool
                                     use_safetensors=use_safetensors)
     except Exception as e:
         raise UserError(f"model directory {str(directory)!r} cannot be loaded by transformers "
-                        f"({_first_line(e)})") from None
+                        f"({first_line(e)})") from None
 
     class FirstOutput(torch.nn.Module):
         """Named tensor inputs in, the model's first output (logits / hidden states) out."""
@@ -474,12 +504,12 @@ def _onnx(source, weights, given, trust_pickle) -> Loaded:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:
-        raise UserError(f"{source!r} is not a valid ONNX model ({_first_line(e)})") from None
+        raise UserError(f"{source!r} is not a valid ONNX model ({first_line(e)})") from None
     _check_external_data(model, path)
     try:  # by path: external data is checked relative to the model's folder, not the cwd
         onnx.checker.check_model(str(path))
     except Exception as e:
-        raise UserError(f"{source!r} is not a valid ONNX model ({_first_line(e)})") from None
+        raise UserError(f"{source!r} is not a valid ONNX model ({first_line(e)})") from None
     inits = {i.name for i in model.graph.initializer}
     declared = {}
     for inp in model.graph.input:
@@ -520,8 +550,3 @@ def _check_external_data(model, path: Path) -> None:
 
 KINDS = {"factory": _factory, "torchscript": _torchscript, "exported-program": _exported,
          "hf": _hf, "onnx": _onnx}
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0][:240] if text else type(e).__name__)

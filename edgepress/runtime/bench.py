@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepress import shapes
 from edgepress.errors import UserError
-from edgepress.runtime import artifact, probe, report, verify
+from edgepress.runtime import artifact, probe, report, shapes, verify
 from edgepress.runtime.session import Session
 
 

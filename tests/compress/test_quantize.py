@@ -35,7 +35,7 @@ def _cnn_npz(path: Path, n=24, seed=0, **extra) -> str:
 
 @pytest.fixture(scope="module")
 def cnn_loaded():
-    return load.apply(factory("cnn"), None, CNN_SHAPE)
+    return load.open_source(factory("cnn"), None, CNN_SHAPE)
 
 
 STORED = {"int8": {"int8", "uint8"}, "dynamic": {"int8", "uint8"}, "weight-int8": {"int8"},
@@ -50,7 +50,7 @@ def test_method(fmt, precision, cnn_bundles, cnn_loaded, tmp_path):
     sample = {"x": torch.from_numpy(calib.first(1)["x"][0])}
     job = quantize.Job(cnn_loaded, fmt, fp32, tmp_path / f"q.{fmt}", calib, sample,
                        work=tmp_path / "work")
-    q = quantize.apply(job, quantize.QuantizeConfig(precision, speed_check=False))
+    q = quantize.run(job, quantize.QuantizeConfig(precision, speed_check=False))
     assert STORED[precision] & _stored_dtypes(q.path), f"{fmt} {precision} stores no such tensors"
     fid = search.measure(job, q.path, held_out)
     limits = verify.THRESHOLDS[precision]
@@ -73,13 +73,13 @@ def test_unknown_precision_and_missing_calibration(cnn_bundles, cnn_loaded, tmp_
     job = quantize.Job(cnn_loaded, "onnx", cnn_bundles / "onnx-fp32" / "model.onnx",
                        tmp_path / "q.onnx")
     with pytest.raises(UserError, match="int4.*int8"):
-        quantize.apply(job, quantize.QuantizeConfig("int4"))
+        quantize.run(job, quantize.QuantizeConfig("int4"))
     with pytest.raises(UserError, match="weight-int8 is not available for onnx"):
-        quantize.apply(job, quantize.QuantizeConfig("weight-int8"))
+        quantize.run(job, quantize.QuantizeConfig("weight-int8"))
     with pytest.raises(UserError, match="needs calibration data"):
-        quantize.apply(job, quantize.QuantizeConfig("int8"))
+        quantize.run(job, quantize.QuantizeConfig("int8"))
     with pytest.raises(UserError, match="--calib-method 'kl'"):
-        quantize.apply(job, quantize.QuantizeConfig("int8", calib_method="kl"))
+        quantize.run(job, quantize.QuantizeConfig("int8", calib_method="kl"))
 
 
 def _fake_speed(monkeypatch, ratios):
@@ -96,7 +96,7 @@ def test_int8_slower_than_fp32_tries_other_activations(ratios, keep_second, monk
     job = quantize.Job(cnn_loaded, "onnx", cnn_bundles / "onnx-fp32" / "model.onnx",
                        tmp_path / "q.onnx", calib, {"x": torch.zeros(1, 3, 16, 16)},
                        work=tmp_path / "w")
-    q = quantize.apply(job, quantize.QuantizeConfig("int8"))
+    q = quantize.run(job, quantize.QuantizeConfig("int8"))
     first = onnx_paths.int8_types("host")["activations"]
     other = "int8" if first == "uint8" else "uint8"
     assert q.figures["speed"]["tried"] == {first: ratios[0], other: ratios[1]}
@@ -244,14 +244,14 @@ def fragile_job(tmp_path_factory):
     from edgepress.compress import export
 
     tmp = tmp_path_factory.mktemp("fragile")
-    loaded = load.apply(FRAGILE, None, ("1,8",))
+    loaded = load.open_source(FRAGILE, None, ("1,8",))
     rng = np.random.default_rng(0)
     np.savez(tmp / "c.npz", x=rng.standard_normal((64, 1, 8)).astype(np.float32))
     np.savez(tmp / "e.npz", x=rng.standard_normal((64, 1, 8)).astype(np.float32))
     calib = calibrate.open_data(str(tmp / "c.npz"), loaded.inputs)
     held_out = calibrate.open_data(str(tmp / "e.npz"), loaded.inputs)
     sample = {"x": torch.from_numpy(calib.first(1)["x"][0])}
-    fp32 = export.apply(loaded, "onnx", tmp, export.ExportOptions(), sample, 1).path
+    fp32 = export.write(loaded, "onnx", tmp, export.ExportOptions(), sample, 1).path
     job = quantize.Job(loaded, "onnx", fp32, tmp / "q.onnx", calib, sample, work=tmp / "w")
     return job, held_out
 
@@ -312,14 +312,14 @@ def test_cli_inspect_sensitivity_sorted_worst_first(tmp_path, capsys):
 def test_max_drop_tflite_int8_searches_in_torch_and_converts_once(tmp_path):
     from edgepress.compress import export
 
-    loaded = load.apply(FRAGILE, None, ("1,8",))
+    loaded = load.open_source(FRAGILE, None, ("1,8",))
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "c.npz", x=rng.standard_normal((64, 1, 8)).astype(np.float32))
     np.savez(tmp_path / "e.npz", x=rng.standard_normal((64, 1, 8)).astype(np.float32))
     calib = calibrate.open_data(str(tmp_path / "c.npz"), loaded.inputs)
     held_out = calibrate.open_data(str(tmp_path / "e.npz"), loaded.inputs)
     sample = {"x": torch.from_numpy(calib.first(1)["x"][0])}
-    fp32 = export.apply(loaded, "tflite", tmp_path, export.ExportOptions(), sample, 1).path
+    fp32 = export.write(loaded, "tflite", tmp_path, export.ExportOptions(), sample, 1).path
     job = quantize.Job(loaded, "tflite", fp32, tmp_path / "q.tflite", calib, sample,
                        work=tmp_path / "w")
     out = search.apply(job, quantize.QuantizeConfig("int8", speed_check=False), held_out,

@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgepress.compress import calibrate, load
+from edgepress.options import Prune
 from edgepress.compress.prune import auto, channels, sparse
 from edgepress.compress.prune.measure import PRUNABLE, execution_order, macs, measure, \
     skipped_layers
@@ -38,7 +40,7 @@ from edgepress.errors import UserError
 
 __all__ = ["IMPORTANCES", "SCOPES", "PruneConfig", "check", "parse", "parse_layer_ratios",
            "finalize", "schedule", "execution_order", "macs", "measure", "skipped_layers",
-           "apply", "METHODS", "SAVED", "PruneResult", "artifact_figures", "save"]
+           "apply", "run", "describe", "METHODS", "SAVED", "PruneResult", "artifact_figures", "save"]
 
 DENSE_ENGINE_NOTE = ("unstructured and N:M sparsity do not speed up dense engines (onnxruntime, "
                      "LiteRT/XNNPACK run every zero): the gain is the compressed artifact size; "
@@ -59,7 +61,26 @@ class PruneResult:
         return self.figures.get("method") in ("magnitude", "nm")
 
 
-def apply(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> PruneResult:
+def apply(state, cfg: Prune):
+    """The stage: prunes the loaded model in place as [prune] says, before the golden outputs
+    are taken (bundles verify against the pruned model)."""
+    if not cfg.method:
+        return state
+    loaded, recipe = state.loaded, state.recipe
+    if loaded.model is None:
+        raise UserError(f"--prune {cfg.method!r} needs a torch model; {loaded.source!r} is ONNX")
+    plan = parse(cfg.method, importance=cfg.importance, scope=cfg.scope,
+                 round_to=cfg.round_to, skip=tuple(cfg.skip), skip_defaults=cfg.skip_defaults,
+                 layer_ratios=parse_layer_ratios(cfg.layers))
+    data = (calibrate.open_option(recipe.data.calib, loaded, recipe.data,
+                                  recipe.data.calib_samples, recipe.verify.seed)
+            if recipe.data.calib else None)
+    state.pruned = run(loaded.model, plan, load.example(loaded, recipe.verify.seed), data)
+    state.stages["prune"] = state.pruned.figures
+    return state
+
+
+def run(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> PruneResult:
     """Prunes `model` in place as `cfg` says; `example` maps input names to tensors (the shapes to
     trace), `data` is a calibrate.Dataset (taylor importance and auto need one)."""
     check(cfg)
@@ -118,6 +139,31 @@ def artifact_figures(result: PruneResult, model_file: Path) -> dict:
         fig["gzip_of"] = {"file": Path(model_file).name, "size_bytes": Path(model_file).stat().st_size,
                           "precision": "fp32"}
     return fig
+
+
+def describe(figures: dict, saved: Path) -> list[str]:
+    """What pruning did, for the CLI: the model's figures, each bundle's compressed size where
+    zeros are the gain, the honest caveat, and where the pruned model was saved."""
+    fig, lines = figures, []
+    if "auto" in fig:
+        lines.append(f"auto: per-layer ratios {fig['auto']['chosen_ratios']} (from the sensitivity "
+                     f"scan, {fig['auto']['metric']} on {fig['auto']['samples']} samples)")
+    lines.append(f"pruned {fig['spec']}: params {fig['params']['before']:,} -> "
+                 f"{fig['params']['after']:,} (non-zero {fig['nonzero_params']['after']:,}), MACs "
+                 f"x{fig['macs']['ratio']:.3f}")
+    if "note" in fig:
+        lines.append(f"note: {fig['note']}")
+    why = ("the original factory's state dict no longer fits its layers" if "widths" in fig
+           else "the zeros are in it; the original factory with its weights is the dense model")
+    lines.append(f"saved the pruned model as {saved} (an ExportedProgram: pass it as SOURCE to "
+                 f"reload it; {why})")
+    return lines
+
+
+def describe_bundle(name: str, figures: dict) -> list[str]:
+    if "gzip_size_bytes" not in figures:
+        return []
+    return [f"{name}: gzip-compressed {figures['gzip_size_bytes'] / 1024:.1f} KiB"]
 
 
 def gzip_size(path: Path) -> int:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgepress.compress import load
 from edgepress.compress.prune.plan import PruneConfig
 from edgepress.errors import UserError
 
@@ -57,7 +58,7 @@ def measure(model, example) -> dict:
     # the flop counter does not know (it would count 0 MACs for the whole layer).
     with torch.enable_grad(), FlopCounterMode(display=False) as counter:
         out = model(**example)
-    outs = out if isinstance(out, (tuple, list)) else [out]
+    outs = load.outputs(out)
     weights = {n: m.weight for n, m in model.named_modules()
                if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), torch.Tensor)}
     return {"params": sum(p.numel() for p in model.parameters()),
@@ -107,8 +108,4 @@ def _stack(chunk):
 
 
 def first_output(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        out = list(out.values())
-    return first_output(out[0])
+    return load.outputs(out)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgepress.options import Prune
 from edgepress.errors import UserError, choices
 
 NAMES = ("channels", "magnitude", "nm", "auto")  # prune.METHODS keys
@@ -19,11 +20,12 @@ class PruneConfig:
     ratio: float = 0.5  # channels/magnitude: fraction removed; auto: MACs kept (macs=F)
     n: int = 2  # nm: keep n of every m
     m: int = 4
-    importance: str = "l1"  # channels: how channels are ranked
-    scope: str = "uniform"  # uniform: each layer pruned by `ratio`; global: ranked across layers
-    round_to: int = 8  # channels: remaining channel counts are multiples of this (odd widths run slowly)
+    # the [prune] options' own defaults (options.Prune), so each is stated once
+    importance: str = Prune.importance  # channels: how channels are ranked
+    scope: str = Prune.scope  # uniform: each layer pruned by `ratio`; global: across layers
+    round_to: int = Prune.round_to  # channels: remaining counts are multiples (odd widths run slowly)
     skip: tuple = ()  # module names left untouched, besides the defaults
-    skip_defaults: bool = True  # leave the first conv and the classifier alone
+    skip_defaults: bool = Prune.skip_defaults  # leave the first conv and the classifier alone
     layer_ratios: tuple = ()  # ((module name, ratio), ...): overrides `ratio` for those layers
     permanent: bool = True  # magnitude/nm: fold masks into the weights (False: keep them for fine-tuning)
 
@@ -31,7 +33,6 @@ class PruneConfig:
         if self.method == "nm":
             return f"nm:{self.n}:{self.m}"
         return f"auto:macs={self.ratio:g}" if self.method == "auto" else f"{self.method}:{self.ratio:g}"
-
 
 
 def parse(spec: str, **options) -> PruneConfig:

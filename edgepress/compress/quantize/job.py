@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgepress.options import Quantize
+
 PRECISIONS = ("int8", "dynamic", "weight-int8", "fp16")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("host", "x86-vnni", "x86", "arm")
@@ -15,8 +17,8 @@ CALIB_CAP = 1024  # calibration samples used at most; ranges settle long before 
 @dataclass(frozen=True)
 class QuantizeConfig:
     precision: str
-    calib_method: str = "minmax"
-    target: str = "host"  # the CPU the bundle is for; "host" reads this machine's ISA
+    calib_method: str = Quantize.calib_method
+    target: str = Quantize.target  # the CPU the bundle is for; "host" reads this machine's ISA
     exclude: tuple = ()  # layers kept in float: ONNX node names / torch module names
     only: tuple = ()  # quantize just these layers (per-layer sensitivity); () = all
     activations: str = "auto"  # ONNX int8 activation type: auto (by target), uint8, int8

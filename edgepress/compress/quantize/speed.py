@@ -50,9 +50,9 @@ def _other_activations(job: Job, cfg: QuantizeConfig, first: Quantized, feeds,
 
 
 def _np(t, layout: str):
-    from edgepress.compress import export
+    from edgepress.runtime.layout import to_nhwc
 
-    return (export.to_nhwc(t) if layout == "nhwc" else t).numpy()
+    return (to_nhwc(t) if layout == "nhwc" else t).numpy()
 
 
 def latency_ratio(fp32_path: Path, quant_path: Path, feeds: dict, budget_s: float = 0.3) -> dict:

@@ -135,9 +135,9 @@ def _annotate_missed_adds(model, config, keep) -> None:
 
 
 def _layout_kwargs(sample: dict, layout: str) -> dict:
-    from edgepress.compress import export
+    from edgepress.runtime.layout import to_nhwc
 
-    return {k: export.to_nhwc(v) for k, v in sample.items()} if layout == "nhwc" else sample
+    return {k: to_nhwc(v) for k, v in sample.items()} if layout == "nhwc" else sample
 
 
 def aeq(recipe_name: str, what: str):
