@@ -125,7 +125,7 @@ def _attr(node, name):
 def _tflite(path: Path) -> dict:
     # XNNPACK off: with it, the delegated ops show up as one opaque DELEGATE node.
     session = Session(path, options={"xnnpack": False})
-    it = session._engine.it  # the interpreter: op and tensor details are only exposed there
+    it = session.engine.it  # the interpreter: op and tensor details are only exposed there
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     ops = it._get_ops_details()  # noqa: SLF001 - LiteRT's Python API has no public op listing
     produced = {o for op in ops for o in op["outputs"]}

@@ -232,6 +232,11 @@ class Session:
         self._fast = self._fast_specs()
         self._engine_run = self._engine.run  # bound once: run() is on the hot path
 
+    @property
+    def engine(self):
+        """The backend object (for inspect, which reads LiteRT's interpreter details)."""
+        return self._engine
+
     def _fast_specs(self):
         # (name, shape, dtype) per input when every input has a fixed shape and needs no
         # quantization: then a call with exactly those arrays can skip the general checks.

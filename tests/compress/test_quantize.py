@@ -233,7 +233,7 @@ def test_npz_rows_are_streamed_not_loaded(cnn_loaded, tmp_path):
     data = calibrate.open_data(path, cnn_loaded.inputs)
     with np.load(path) as z:
         np.testing.assert_array_equal(data.first(10)["x"], z["x"])
-    rows = calibrate._iter_rows(Path(path), "x.npy")
+    rows = calibrate.npz.iter_rows(Path(path), "x.npy")
     assert next(rows).shape == (1, 3, 16, 16)  # one sample per read
 
 
