@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,7 +84,7 @@ def _import_engine(model_path: Path, backend) -> None:
     from edgepress.runtime import session as session_mod
 
     name = session_mod.pick_backend(artifact.format_of(model_path), backend)
-    importlib.import_module(session_mod._IMPORTS[name])
+    session_mod.import_engine(name)
 
 
 def _resolve(target: Path):
