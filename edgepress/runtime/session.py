@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepress.errors import UserError
+from edgepress.errors import UserError, first_line
 from edgepress.runtime.artifact import TensorSpec, format_of
 from edgepress.runtime.engines import BACKENDS, OPTIONS, import_engine, pick_backend
 
@@ -37,7 +37,7 @@ class Session:
         try:
             self._engine = BACKENDS[self.backend](path, threads, self.options)
         except Exception as e:  # engines raise assorted types for corrupt files
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            first = first_line(e, 200)
             raise UserError(f"{str(path)!r} cannot be loaded by {self.backend}: {first}") from None
         self.version = self._engine.version
         self._quant_in = self._boundary_params(getattr(self._engine, "_in", None), 3)
@@ -89,7 +89,7 @@ class Session:
     def _engine_failed(self, e: Exception) -> UserError:
         # A file that loads can still fail at invoke (LiteRT: "Input tensor 1 lacks data",
         # onnxruntime: a kernel refusing a shape the graph declares): one line naming the file.
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        first = first_line(e, 200)
         return UserError(f"{str(self.path)!r} cannot be run by {self.backend}: {first}")
 
     def _matches(self, feeds: dict) -> bool:

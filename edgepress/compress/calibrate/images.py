@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepress.errors import UserError, choices
+from edgepress.runtime.layout import to_nchw
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".webp")
 LAYOUTS = ("nchw", "nhwc")
@@ -68,4 +69,5 @@ def _load_image(path: Path, channels: int, hw, pre: Preprocess) -> np.ndarray:
         raise UserError(f"image {str(path)!r} cannot be read ({type(e).__name__}: {e})") from None
     x = x.reshape(hw[0], hw[1], channels)  # (H, W, C)
     x = (x - np.float32(pre.mean)) / np.float32(pre.std)
-    return (x.transpose(2, 0, 1) if pre.layout == "nchw" else x)[None].astype(np.float32)
+    x = x[None].astype(np.float32)  # (1, H, W, C)
+    return to_nchw(x) if pre.layout == "nchw" else x

@@ -36,7 +36,7 @@ from edgepress.compress.prune.measure import PRUNABLE, execution_order, macs, me
 from edgepress.compress.prune.plan import IMPORTANCES, NAMES, SCOPES, PruneConfig, check, \
     parse, parse_layer_ratios
 from edgepress.compress.prune.sparse import finalize, schedule
-from edgepress.errors import UserError
+from edgepress.errors import UserError, first_line
 
 __all__ = ["IMPORTANCES", "SCOPES", "PruneConfig", "check", "parse", "parse_layer_ratios",
            "finalize", "schedule", "execution_order", "macs", "measure", "skipped_layers",
@@ -95,7 +95,7 @@ def run(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> PruneRe
         after = measure(model, example)
     except RuntimeError as e:  # e.g. a layer pruned to nothing, or a shape the model hard-codes
         raise UserError(f"--prune {cfg.spec()}: the pruned model no longer runs "
-                        f"({str(e).strip().splitlines()[0][:200]}); try a smaller ratio, "
+                        f"({first_line(e, 200)}); try a smaller ratio, "
                         f"--prune-scope uniform, or --prune-skip the layer named there") from None
     if after["output_shapes"] != before["output_shapes"]:
         raise UserError(f"--prune {cfg.spec()} changed the model's output shapes "
@@ -178,7 +178,7 @@ def save(model: nn.Module, example: dict, path: Path) -> Path:
         program = torch.export.export(copy.deepcopy(model).eval(), tuple(example.values()))
     except Exception as e:
         raise UserError(f"the pruned model cannot be saved as an ExportedProgram "
-                        f"({str(e).splitlines()[0][:200]})") from None
+                        f"({first_line(e, 200)})") from None
     torch.export.save(program, str(path))
     return Path(path)
 

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quantized
-from edgepress.errors import UserError
+from edgepress.errors import UserError, first_line
 
 def int8(job: Job, cfg: QuantizeConfig) -> Quantized:
     import litert_torch
@@ -33,7 +33,7 @@ def int8(job: Job, cfg: QuantizeConfig) -> Quantized:
                                  ).export(str(job.out_path))
     except Exception as e:
         raise UserError(f"TFLite int8 conversion (litert-torch PT2E) failed: "
-                        f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else e}") \
+                        f"{first_line(e, 200)}") \
             from None
     return Quantized(job.out_path, {
         "method": "full-integer int8 (per-channel int8 weights, int8 activations and I/O)",
@@ -54,7 +54,7 @@ def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
         graph = torch.export.export(model.eval(), (), kwargs).module()
     except Exception as e:
         raise UserError(f"torch.export failed before PT2E quantization: "
-                        f"{str(e).strip().splitlines()[0][:200]}") from None
+                        f"{first_line(e, 200)}") from None
     layers = _tag_layers(graph)
     unknown = sorted((set(exclude) | set(only)) - layers)
     if unknown:
