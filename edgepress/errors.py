@@ -14,6 +14,13 @@ def choices(what: str, value, valid) -> UserError:
     return UserError(f"{what} {value!r} is not one of: {', '.join(sorted(map(str, valid)))}")
 
 
+def one_of(what: str, value, valid):
+    """`value` if it is one of `valid`, else the standard choices() error."""
+    if value not in valid:
+        raise choices(what, value, valid)
+    return value
+
+
 def first_line(e: BaseException, limit: int = 240) -> str:
     """An exception as the one line a user message quotes: its first line, or its type."""
     text = str(e).strip()

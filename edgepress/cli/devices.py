@@ -53,12 +53,16 @@ def _devices(args) -> int:
     return 0
 
 
-def _add_estimate(sub):
-    p = sub.add_parser("estimate", help="roofline latency estimate and RAM fit of a bundle on "
-                                        "a device")
+def _bundle_on_device(p) -> None:
     p.add_argument("bundle", type=Path)
     p.add_argument("--device", required=True, help="a known device (see `devices list`) or a "
                                                    "profile .toml file")
+
+
+def _add_estimate(sub):
+    p = sub.add_parser("estimate", help="roofline latency estimate and RAM fit of a bundle on "
+                                        "a device")
+    _bundle_on_device(p)
     p.add_argument("--threads", type=int, help="default: the device's recommended threads")
     p.add_argument("--efficiency", type=float, help="fraction of the roofline the engine "
                    "reaches (default: measured on this host with the bundle)")
@@ -104,8 +108,7 @@ def _estimate(args) -> int:
 def _add_package(sub):
     p = sub.add_parser("package", help="an offline deployment package for a device: bundle, "
                                        "wheels, run script")
-    p.add_argument("bundle", type=Path)
-    p.add_argument("--device", required=True, help="a known device or a profile .toml file")
+    _bundle_on_device(p)
     p.add_argument("--out", required=True, type=Path, help="PKG.tar.gz")
     p.add_argument("--python", help="the device's Python as X.Y (default: the profile's)")
     p.add_argument("--overwrite", action="store_true")

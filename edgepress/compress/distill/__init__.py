@@ -22,7 +22,7 @@ from edgepress.compress import calibrate, load
 from edgepress.compress.distill import features, trainer
 from edgepress.compress.distill.trainer import CHECKPOINT, as_tensors, kd_loss
 from edgepress.options import Distill
-from edgepress.errors import UserError, choices
+from edgepress.errors import UserError, one_of
 
 __all__ = ["CHECKPOINT", "DistillConfig", "DistillResult", "METHODS", "apply", "as_tensors",
            "check", "describe", "evaluate", "fit", "kd_loss", "split_teacher"]
@@ -53,12 +53,9 @@ class DistillResult:
 def check(cfg: DistillConfig) -> DistillConfig:
     """The [distill] options that cannot mean anything, named; no method means logits."""
     cfg = replace(cfg, method=cfg.method or "logits")
-    if cfg.method not in METHODS:
-        raise choices("distill method", cfg.method, METHODS)
-    if cfg.optimizer not in OPTIMIZERS:
-        raise choices("distill optimizer", cfg.optimizer, OPTIMIZERS)
-    if cfg.schedule not in SCHEDULES:
-        raise choices("distill schedule", cfg.schedule, SCHEDULES)
+    one_of("distill method", cfg.method, METHODS)
+    one_of("distill optimizer", cfg.optimizer, OPTIMIZERS)
+    one_of("distill schedule", cfg.schedule, SCHEDULES)
     for name, value, ok in (("epochs", cfg.epochs, cfg.epochs >= 1),
                             ("batch_size", cfg.batch_size, cfg.batch_size >= 1),
                             ("lr", cfg.lr, cfg.lr > 0), ("temperature", cfg.temperature,

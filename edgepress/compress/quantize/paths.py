@@ -8,7 +8,7 @@ from edgepress.compress import compact
 from edgepress.compress.quantize import onnx, speed, tflite
 from edgepress.compress.quantize.job import CALIB_METHODS, PRECISIONS, TARGETS, Job, \
     QuantizeConfig, Quantized
-from edgepress.errors import UserError, choices
+from edgepress.errors import UserError, one_of
 
 METHODS = {
     ("onnx", "int8"): [onnx.static_int8],
@@ -50,12 +50,9 @@ def run(job: Job, cfg: QuantizeConfig) -> Quantized:
 
 def candidates(job: Job, cfg: QuantizeConfig) -> list:
     """The candidate paths for (job.fmt, cfg.precision), after checking what they need."""
-    if cfg.precision not in PRECISIONS:
-        raise choices("--quantize", cfg.precision, PRECISIONS)
-    if cfg.calib_method not in CALIB_METHODS:
-        raise choices("--calib-method", cfg.calib_method, CALIB_METHODS)
-    if cfg.target not in TARGETS:
-        raise choices("--quant-target", cfg.target, TARGETS)
+    one_of("--quantize", cfg.precision, PRECISIONS)
+    one_of("--calib-method", cfg.calib_method, CALIB_METHODS)
+    one_of("--quant-target", cfg.target, TARGETS)
     paths = METHODS.get((job.fmt, cfg.precision))
     if paths is None:
         raise UserError(f"--quantize {cfg.precision} is not available for {job.fmt}; valid for "
