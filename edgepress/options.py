@@ -10,7 +10,7 @@ str resolved against the recipe's folder), data (a path unless it is 'random' or
 module:function), and [T] for arrays of T (a comma-separated or repeated flag).
 """
 
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 
@@ -194,9 +194,6 @@ class Recipe:
         for table, (name, f) in _all_fields():
             out[name] = _plain(getattr(getattr(self, table), f.name))
         return {**out, "summary": self.summary}
-
-    def with_(self, table: str, **changes) -> "Recipe":
-        return replace(self, **{table: replace(getattr(self, table), **changes)})
 
 
 def flat_name(f) -> str:
