@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks import peers
 from benchmarks.models import MODELS, WEIGHTS
-from edgepress import shapes
+from edgepress.runtime import shapes
 from edgepress.runtime import artifact
 
 DIGITS_DATA = ROOT / "examples" / "digits" / "data"

@@ -1,7 +1,7 @@
-"""measure: the device side of the suite, torch-free (DESIGN.md: torch is never imported in the
-process that runs or measures a model). For every artifact build.py listed: its accuracy (labelled
-data) or top-1 agreement with the fp32 model of its format, `edgepress bench` reports at each
-thread count, and its roofline efficiency against this host's theoretical peak.
+"""measure: the device side of the suite, torch-free (docs/architecture.md: torch is never
+imported in the process that runs or measures a model). For every artifact build.py listed: its
+accuracy (labelled data) or top-1 agreement with the fp32 model of its format, `edgepress bench`
+reports at each thread count, and its roofline efficiency against this host's theoretical peak.
 
 Roofline: achieved GMAC/s = MACs of the model (edgepress inspect, on the fp32 model with the same
 layers) / p50 latency; peak GMAC/s for T threads = T cores x clock x MACs/cycle for the precision,

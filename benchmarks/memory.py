@@ -93,7 +93,7 @@ def child(phase: str, data_path: str, fp32: str, int8: str) -> dict:
         cfg = quantize.QuantizeConfig("int8", speed_check=False)
         import onnxruntime.quantization  # noqa: F401 - imported before the baseline
 
-        run = lambda: quantize.apply(job, cfg)  # noqa: E731
+        run = lambda: quantize.run(job, cfg)  # noqa: E731
     else:
         from edgepress.runtime import verify
         from edgepress.runtime.session import Session

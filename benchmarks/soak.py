@@ -43,7 +43,7 @@ def rss_bytes() -> int:
 
 def soak(model: str, runs: int, warmup: int, threads: int) -> dict:
     """Runs in this process: keep it free of torch (tests check the figure, not just print it)."""
-    from edgepress import shapes
+    from edgepress.runtime import shapes
     from edgepress.runtime import artifact
     from edgepress.runtime.session import Session
 

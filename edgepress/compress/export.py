@@ -17,14 +17,16 @@ from pathlib import Path
 import torch
 
 from edgepress.compress import compact
-from edgepress.errors import UserError, choices
+from edgepress.options import Export
+from edgepress.errors import UserError, choices, first_line
+from edgepress.runtime.layout import to_nchw, to_nhwc
 
 LAYOUTS = ("nchw", "nhwc")
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    tflite_layout: str = "nchw"  # TFLite I/O layout: PyTorch's NCHW by default, or channels-last
+    tflite_layout: str = Export.tflite_layout  # TFLite I/O layout (the option's default)
     opset: int = 18
 
 
@@ -34,7 +36,7 @@ class Exported:
     figures: dict = field(default_factory=dict)  # exporter, opset, layout, notes -> manifest
 
 
-def apply(loaded, fmt: str, out_dir: Path, opts: ExportOptions, sample: dict,
+def write(loaded, fmt: str, out_dir: Path, opts: ExportOptions, sample: dict,
           n_outputs: int) -> Exported:
     """Writes `loaded` as `out_dir/model.<fmt>`, tracing with `sample` (name -> tensor)."""
     if fmt not in METHODS:
@@ -72,7 +74,7 @@ def _onnx(loaded, path: Path, opts: ExportOptions, sample: dict, n_outputs: int)
                 torch.onnx.export(loaded.model, args, str(path), dynamo=False,
                                   opset_version=17, **names)
         except Exception:
-            raise UserError(f"ONNX export failed: {_first_line(first)}") from None
+            raise UserError(f"ONNX export failed: {first_line(first)}") from None
         exporter = "torch.onnx (TorchScript-based; the dynamo exporter failed)"
     stripped = _strip_debug_metadata(path)
     return Exported(path, {"exporter": exporter, "torch": torch.__version__,
@@ -130,19 +132,11 @@ def _tflite(loaded, path: Path, opts: ExportOptions, sample: dict, n_outputs: in
         with quiet():
             litert_torch.convert(model.eval(), (), sample_kwargs=kwargs).export(str(path))
     except Exception as e:
-        raise UserError(f"TFLite export (litert-torch) failed: {_first_line(e)}") from None
+        raise UserError(f"TFLite export (litert-torch) failed: {first_line(e)}") from None
     return Exported(path, {"exporter": "litert-torch", "torch": torch.__version__,
                            "litert_torch": _version("litert-torch"),
                            "layout": opts.tflite_layout.upper(),
                            "compacted_bytes": compact.apply(path)})
-
-
-def to_nhwc(t):
-    return t.permute(0, 2, 3, 1).contiguous() if t.dim() == 4 else t
-
-
-def _to_nchw(t):
-    return t.permute(0, 3, 1, 2).contiguous() if t.dim() == 4 else t
 
 
 class ChannelsLast(torch.nn.Module):
@@ -154,7 +148,7 @@ class ChannelsLast(torch.nn.Module):
         self.inner = inner
 
     def forward(self, **kwargs):
-        out = self.inner(**{k: _to_nchw(v) for k, v in kwargs.items()})
+        out = self.inner(**{k: to_nchw(v) for k, v in kwargs.items()})
         return tuple(to_nhwc(o) for o in out) if isinstance(out, (tuple, list)) else to_nhwc(out)
 
 
@@ -196,9 +190,64 @@ def _version(dist: str) -> str:
     return version(dist)
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:240] if text else type(e).__name__
-
-
 METHODS = {"onnx": _onnx, "tflite": _tflite}
+
+
+# ---- the stage: one fp32 bundle per format ---------------------------------------------------
+
+def apply(state, cfg: Export):
+    """The stage: writes `<format>-fp32` under state.work for each [export] format, with the
+    golden files (in the bundle's layout) and the source's extra files (tokenizer)."""
+    for fmt in cfg.formats:
+        state.bundles.append(_bundle(state, fmt, cfg))
+    return state
+
+
+def check(cfg: Export) -> Export:
+    for fmt in cfg.formats:
+        if fmt not in METHODS:
+            raise choices("format", fmt, METHODS)
+    if cfg.tflite_layout not in LAYOUTS:
+        raise choices("--tflite-layout", cfg.tflite_layout, LAYOUTS)
+    if cfg.out is None:
+        raise UserError("no output folder: give --out DIR (or [export] out in the recipe)")
+    return cfg
+
+
+def _bundle(state, fmt: str, cfg: Export):
+    from edgepress.compress.state import Bundle
+    from edgepress.runtime import artifact
+
+    where = state.work / f"{fmt}-fp32"
+    where.mkdir()
+    sample = {k: torch.from_numpy(v[0]) for k, v in state.golden_in.items()}
+    exported = write(state.loaded, fmt, where, ExportOptions(cfg.tflite_layout), sample,
+                     len(state.golden_out))
+    nhwc = fmt == "tflite" and cfg.tflite_layout == "nhwc"
+    golden = [{k: to_nhwc(v, lead=2) if nhwc else v for k, v in d.items()}
+              for d in (state.golden_in, state.golden_out)]
+    artifact.write_golden(where / artifact.GOLDEN, *golden)
+    for rel, src in state.loaded.extra_files.items():
+        (where / rel).parent.mkdir(parents=True, exist_ok=True)
+        (where / rel).write_bytes(Path(src).read_bytes())
+    inputs, outputs = _io(state.loaded, exported.path, "NHWC" if nhwc else "NCHW")
+    bundle = Bundle(fmt, "fp32", where, exported.path, inputs, outputs,
+                    stages={"export": exported.figures})
+    if state.pruned is not None:
+        from edgepress.compress import prune
+
+        bundle.stages["prune"] = prune.artifact_figures(state.pruned, exported.path)
+    return bundle
+
+
+def _io(loaded, model_file: Path, layout: str) -> tuple[list, list]:
+    """The model file's inputs and outputs as manifest entries."""
+    from edgepress.runtime import artifact
+    from edgepress.runtime.session import Session
+
+    session = Session(model_file)
+    # LiteRT lists signature inputs alphabetically; the manifest keeps the model's own order.
+    order = {s.name: i for i, s in enumerate(loaded.inputs)}
+    inputs = sorted(session.inputs, key=lambda s: order.get(s.name, len(order)))
+    return ([artifact.spec_record(s, layout) for s in inputs],
+            [artifact.spec_record(s, layout) for s in session.outputs])

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from edgepress.runtime import artifact, bench, inspect, verify
+from edgepress.runtime.layout import to_nhwc
 from edgepress.runtime.session import Session
 
 # Short on purpose: this is a table at the end of `compress`, not `edgepress bench`.
@@ -15,7 +16,29 @@ PROTOCOL = bench.Protocol(warmup_runs=5, warmup_s=0.1, min_runs=30, min_s=0.3, m
 COLUMNS = ("bundle", "metric", "value", "size KiB", "params", "MACs", "p50 ms")
 
 
-def apply(out_dir: Path, bundles: list[Path], eval_data=None, extra: dict | None = None) -> dict:
+def apply(state, recipe):
+    """The stage: summary.md / summary.json beside the bundles (unless the run asked for none)."""
+    if recipe.summary:
+        write(state.work, [b.path for b in state.bundles], state.held_out, _notes(state.stages))
+    return state
+
+
+def _notes(stages: dict) -> dict:
+    notes = {}
+    if "distill" in stages:
+        d = stages["distill"]
+        notes["distill"] = (f"teacher {d['teacher']}; best {d['metric']} {d['best_metric']:.4f} "
+                            f"(torch, validation data) at epoch {d['best_epoch'] + 1} of "
+                            f"{d['epochs_run']}")
+        if "teacher_eval" in d:
+            t = d["teacher_eval"]
+            notes["teacher"] = f"{t['metric']} {100 * t['value']:.2f}% (torch, eval data)"
+    if "prune" in stages:
+        notes["prune"] = stages["prune"].get("spec")
+    return notes
+
+
+def write(out_dir: Path, bundles: list[Path], eval_data=None, extra: dict | None = None) -> dict:
     """Measures every bundle and writes out_dir/summary.{md,json}; returns the summary."""
     rows = [_row(b, _fp32_of(b, bundles), eval_data) for b in bundles]
     summary = {"rows": rows, "eval": eval_data.source if eval_data is not None else None,
@@ -65,7 +88,7 @@ def _as_layout(pairs, bundle):
     # An NHWC TFLite bundle takes channels-last inputs; eval data is in the model's NCHW.
     nhwc = {s.name for s in bundle.inputs if s.layout == "NHWC"}
     for sample, label in pairs:
-        yield {k: v.transpose(0, 2, 3, 1) if k in nhwc else v for k, v in sample.items()}, label
+        yield {k: to_nhwc(v) if k in nhwc else v for k, v in sample.items()}, label
 
 
 def markdown(summary: dict) -> str:

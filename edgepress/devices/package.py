@@ -31,7 +31,7 @@ from edgepress import __version__, atomic
 from edgepress.devices import estimate
 from edgepress.devices.profile import Profile
 from edgepress.errors import UserError
-from edgepress.runtime import artifact
+from edgepress.runtime import artifact, inspect
 
 # What pip installs on the device for each engine, besides edgepress itself.
 ENGINE_REQUIREMENTS = {
@@ -65,7 +65,7 @@ def build(bundle_dir, device: Profile, out, python: str | None = None, overwrite
     atomic.refuse_existing(out, overwrite)
     bundle = artifact.open_bundle(bundle_dir)
     engine = _engine(bundle, device)
-    fit = estimate.memory_fit(bundle, estimate._inspect(bundle), device)
+    fit = estimate.memory_fit(bundle, inspect.apply(bundle.model_path), device)
     estimate.check_fits(fit, device, f"bundle {str(bundle.path)!r}")
     python = python or device.python
     wheels = fetch_wheels(device, python, engine, cache) + [edgepress_wheel(cache)]

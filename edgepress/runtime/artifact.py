@@ -1,6 +1,6 @@
 """The artifact bundle: model file + manifest.json + golden.npz, verifiable without torch.
 
-A bundle is a directory (DESIGN.md): `model.onnx` or `model.tflite`, a manifest saying what it
+A bundle is a directory (docs/architecture.md): `model.onnx` or `model.tflite`, a manifest saying what it
 is and how it was made, and golden inputs with the fp32 reference outputs captured at export.
 """
 
@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import platform
+import time
 import tokenize
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +209,39 @@ def read_npz(path: Path, what: str) -> dict:
         raise UserError(f"{what + ' ' if what else ''}{str(path)!r}: member {raw[0]!r} is not an "
                         f".npy array")
     return arrays
+
+
+def manifest(fmt: str, precision: str, model_file: Path, inputs: list, outputs: list,
+             **record) -> dict:
+    """A bundle's manifest, written once from what the stages recorded. `record` holds source,
+    recipe, stages, preprocessing, golden and, for quantized bundles, calibration, fidelity and
+    warnings, in that order."""
+    return {"schema_version": SCHEMA_VERSION, "format": fmt, "precision": precision,
+            "model_file": model_file.name, "model_sha256": sha256_file(model_file),
+            "model_size_bytes": model_file.stat().st_size, "source": record.pop("source"),
+            "recipe": record.pop("recipe"), "stages": record.pop("stages"),
+            "inputs": inputs, "outputs": outputs, "preprocessing": record.pop("preprocessing"),
+            "golden": record.pop("golden"), "tools": tool_versions(),
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
+
+
+def spec_record(spec: TensorSpec, layout: str) -> dict:
+    """A manifest inputs/outputs entry; `layout` applies to 4-D float tensors only."""
+    d = asdict(spec)
+    d["shape"] = list(spec.shape)
+    d["layout"] = layout if len(spec.shape) == 4 and spec.dtype.startswith("float") else None
+    return d
+
+
+def tool_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("edgepress", "numpy", "torch", "onnx", "onnxruntime", "litert-torch",
+                 "ai-edge-litert"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
 
 
 def write_manifest(path: Path, manifest: dict) -> None:

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgepress import shapes
 from edgepress.errors import UserError
-from edgepress.runtime import artifact, cores, probe, report, sensors, verify
+from edgepress.runtime import artifact, cores, probe, report, sensors, shapes, verify
 from edgepress.runtime.session import Session
 
 
@@ -103,7 +101,7 @@ def _import_engine(model_path: Path, backend) -> None:
     from edgepress.runtime import session as session_mod
 
     name = session_mod.pick_backend(artifact.format_of(model_path), backend)
-    importlib.import_module(session_mod._IMPORTS[name])
+    session_mod.import_engine(name)
 
 
 def _resolve(target: Path):

@@ -127,6 +127,18 @@ def isa_features(cpuinfo: str) -> list[str]:
     return sorted(f for f in ISA if f in flags)
 
 
+def int8_family() -> str:
+    """'x86-vnni', 'x86' or 'arm': the CPU family onnxruntime's int8 kernels differ by (the one
+    place edgepress reads this host's ISA for a decision)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return "arm"
+    cpuinfo = _read("/proc/cpuinfo")
+    if not cpuinfo:
+        return "x86"
+    vnni = {"avx512_vnni", "avx_vnni", "amx_int8"} & set(isa_features(cpuinfo))
+    return "x86-vnni" if vnni else "x86"
+
+
 def _cpu_model(cpuinfo: str) -> str | None:
     name = _field(cpuinfo, ("model name", "Model name", "cpu model", "Processor"))
     if name:

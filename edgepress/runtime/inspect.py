@@ -148,7 +148,7 @@ def _attr(node, name):
 def _tflite(path: Path) -> dict:
     # XNNPACK off: with it, the delegated ops show up as one opaque DELEGATE node.
     session = Session(path, options={"xnnpack": False})
-    it = session._engine.it  # the interpreter: op and tensor details are only exposed there
+    it = session.engine.it  # the interpreter: op and tensor details are only exposed there
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     ops = _tflite_ops(it, path)
     produced = {o for op in ops for o in op["outputs"]}

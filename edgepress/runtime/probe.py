@@ -76,8 +76,6 @@ def _peak_bytes() -> int | None:
 
 
 def _child(spec_path: str) -> dict:
-    import importlib
-
     import numpy as np
 
     from edgepress.runtime import session as session_mod
@@ -86,7 +84,7 @@ def _child(spec_path: str) -> dict:
     with np.load(spec["feeds"], allow_pickle=False) as z:
         feeds = {k: z[k] for k in z.files}
     # Import the engine before the baseline, so "added by loading" is the model, not the library.
-    importlib.import_module(session_mod._IMPORTS[spec["backend"]])
+    session_mod.import_engine(spec["backend"])
     before = _status_bytes("VmRSS")
     t0 = time.perf_counter_ns()
     sess = session_mod.Session(spec["model"], threads=spec["threads"], backend=spec["backend"],

@@ -9,7 +9,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgepress import cli
-from edgepress.compress import align, quantize
+from edgepress.compress.quantize import align
+from edgepress.runtime import fingerprint
 
 
 def _conv_model(channels: int, side: int, group: int = 1) -> onnx.ModelProto:
@@ -52,7 +53,7 @@ def test_left_alone(channels, side, group):
     assert model.SerializeToString() == before
 
 
-@pytest.mark.skipif(quantize._host_isa() == "arm", reason="the padding is for x86's kernels")
+@pytest.mark.skipif(fingerprint.int8_family() == "arm", reason="the padding is for x86's kernels")
 def test_onnx_int8_on_x86_records_the_padding(tmp_path):
     onnx.save(_conv_model(3, 32), str(tmp_path / "stem.onnx"))
     assert cli.main(["compress", str(tmp_path / "stem.onnx"), "--format", "onnx", "--quantize",

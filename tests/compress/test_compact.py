@@ -24,7 +24,7 @@ from edgepress.runtime.session import Session
 def raw_int8(cnn_bundles, tmp_path_factory):
     """fmt -> (raw int8 file, its compacted copy)."""
     tmp = tmp_path_factory.mktemp("compact")
-    loaded = load.apply(factory("cnn"), None, ("1,3,16,16",))
+    loaded = load.open_source(factory("cnn"), None, ("1,3,16,16",))
     rng = np.random.default_rng(0)
     np.savez(tmp / "c.npz", x=rng.standard_normal((16, 1, 3, 16, 16)).astype(np.float32))
     calib = calibrate.open_data(str(tmp / "c.npz"), loaded.inputs)
@@ -33,7 +33,7 @@ def raw_int8(cnn_bundles, tmp_path_factory):
         job = quantize.Job(loaded, fmt, cnn_bundles / f"{fmt}-fp32" / f"model.{fmt}",
                            tmp / f"raw.{fmt}", calib, {"x": torch.from_numpy(calib.first(1)["x"][0])},
                            work=tmp / f"work-{fmt}")
-        raw = quantize.METHODS[(fmt, "int8")](job, quantize.QuantizeConfig("int8")).path
+        raw = quantize.METHODS[(fmt, "int8")][0](job, quantize.QuantizeConfig("int8")).path
         small = tmp / f"compact.{fmt}"
         shutil.copyfile(raw, small)
         out[fmt] = (raw, small, compact.apply(small))

@@ -79,7 +79,7 @@ def test_distillation_teaches_the_student(method, labelled):
     features = ("inner.0=inner.0",) if method == "features" else ()
     cfg = distill.DistillConfig(method=method, epochs=8, batch_size=32, lr=2e-2,
                                 features=features)
-    result = distill.apply(student, teacher, cfg, _Data(x, y if labelled else None),
+    result = distill.fit(student, teacher, cfg, _Data(x, y if labelled else None),
                            progress=False)
     assert result.metric_name == ("accuracy" if labelled else "agreement with teacher")
     assert result.best_metric > max(0.85, before + 0.2), (before, result.history)
@@ -93,7 +93,7 @@ def test_distillation_teaches_the_student(method, labelled):
 def test_early_stopping_keeps_the_best():
     teacher, x, y = _teacher_and_data(n=128)
     cfg = distill.DistillConfig(epochs=50, batch_size=32, lr=5e-2, patience=2)
-    result = distill.apply(_student(), teacher, cfg, _Data(x, y), progress=False)
+    result = distill.fit(_student(), teacher, cfg, _Data(x, y), progress=False)
     assert len(result.history) < 50
     assert len(result.history) - 1 - result.best_epoch == 2
     assert result.best_metric == max(h["accuracy"] for h in result.history)
@@ -103,16 +103,16 @@ def test_resume_continues_where_the_run_stopped(tmp_path):
     """Epochs 0-2, then a 'killed' run resumed for epochs 3-5, equals six uninterrupted epochs."""
     teacher, x, y = _teacher_and_data(n=128)
     cfg = distill.DistillConfig(epochs=6, batch_size=32, lr=1e-2, schedule="constant")
-    straight = distill.apply(_student(), teacher, cfg, _Data(x, y), progress=False)
+    straight = distill.fit(_student(), teacher, cfg, _Data(x, y), progress=False)
 
     ckpt = tmp_path / "ckpt"
     first = distill.DistillConfig(epochs=3, batch_size=32, lr=1e-2, schedule="constant",
                                   checkpoint_dir=str(ckpt))
-    distill.apply(_student(), teacher, first, _Data(x, y), progress=False)
+    distill.fit(_student(), teacher, first, _Data(x, y), progress=False)
     assert (ckpt / distill.CHECKPOINT).is_file()
     resumed_cfg = distill.DistillConfig(epochs=6, batch_size=32, lr=1e-2, schedule="constant",
                                         checkpoint_dir=str(ckpt))
-    resumed = distill.apply(_student(), teacher, resumed_cfg, _Data(x, y), progress=False)
+    resumed = distill.fit(_student(), teacher, resumed_cfg, _Data(x, y), progress=False)
     assert resumed.resumed_from == 3
     assert [h["epoch"] for h in resumed.history] == list(range(6))
     np.testing.assert_allclose([h["loss"] for h in resumed.history],
@@ -122,10 +122,10 @@ def test_resume_continues_where_the_run_stopped(tmp_path):
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     teacher, x, y = _teacher_and_data(n=64)
     cfg = distill.DistillConfig(epochs=1, checkpoint_dir=str(tmp_path))
-    distill.apply(_student(), teacher, cfg, _Data(x, y), progress=False)
+    distill.fit(_student(), teacher, cfg, _Data(x, y), progress=False)
     other = _Named(torch.nn.Sequential(torch.nn.Linear(8, 4)))
     with pytest.raises(UserError, match="does not fit this run"):
-        distill.apply(other, teacher, cfg, _Data(x, y), progress=False)
+        distill.fit(other, teacher, cfg, _Data(x, y), progress=False)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -137,14 +137,14 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 def test_bad_config(change, message):
     teacher, x, y = _teacher_and_data(n=8)
     with pytest.raises(UserError, match=message):
-        distill.apply(_student(), teacher, distill.DistillConfig(**change), _Data(x, y))
+        distill.fit(_student(), teacher, distill.DistillConfig(**change), _Data(x, y))
 
 
 def test_unknown_feature_layer():
     teacher, x, y = _teacher_and_data(n=8)
     cfg = distill.DistillConfig(method="features", features=("inner.9=inner.0",))
     with pytest.raises(UserError, match="'inner.9' is not in the student"):
-        distill.apply(_student(), teacher, cfg, _Data(x, y))
+        distill.fit(_student(), teacher, cfg, _Data(x, y))
 
 
 _DDP_SCRIPT = textwrap.dedent("""
@@ -156,7 +156,7 @@ _DDP_SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     teacher, x, y = _teacher_and_data()
     cfg = distill.DistillConfig(epochs=8, batch_size=32, lr=1e-2, checkpoint_dir={ckpt!r})
-    result = distill.apply(_student(), teacher, cfg, _Data(x, y), progress=False)
+    result = distill.fit(_student(), teacher, cfg, _Data(x, y), progress=False)
     rank = int(os.environ.get("RANK", 0))
     with open(os.path.join({out!r}, f"rank{{rank}}.json"), "w") as f:
         json.dump({{"metric": result.best_metric,
@@ -180,7 +180,7 @@ def test_ddp_two_gloo_processes_match_one(tmp_path):
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0 == r1
     teacher, x, y = _teacher_and_data()
-    single = distill.apply(_student(), teacher,
+    single = distill.fit(_student(), teacher,
                            distill.DistillConfig(epochs=8, batch_size=32, lr=1e-2),
                            _Data(x, y), progress=False)
     assert abs(r0["metric"] - single.best_metric) <= 0.03

@@ -24,8 +24,8 @@ def test_pickled_module_refused_then_allowed_with_trust(tmp_path, capsys):
     path = tmp_path / "model.pt"
     torch.save(tiny_models.cnn(), path)  # a whole pickled module, not TorchScript
     with pytest.raises(UserError, match="could execute code"):
-        load.apply(str(path), input_shapes=["1,3,16,16"])
-    loaded = load.apply(str(path), input_shapes=["1,3,16,16"], trust_pickle=True)
+        load.open_source(str(path), input_shapes=["1,3,16,16"])
+    loaded = load.open_source(str(path), input_shapes=["1,3,16,16"], trust_pickle=True)
     assert loaded.kind == "pickle" and "--trust-pickle" in loaded.notes[0]
     assert "warning: --trust-pickle" in capsys.readouterr().err
     x = torch.randn(1, 3, 16, 16)
@@ -40,10 +40,10 @@ def test_code_in_weights_runs_only_with_trust(tmp_path):
     with open(path, "wb") as f:
         pickle.dump({**state, "payload": _Runs()}, f)
     with pytest.raises(UserError, match="could execute code"):
-        load.apply(f"{TINY}:cnn", str(path), ["1,3,16,16"])
+        load.open_source(f"{TINY}:cnn", str(path), ["1,3,16,16"])
     assert not os.path.exists(MARK)
     with pytest.raises(UserError):  # unpickled (the payload ran), then the keys do not fit
-        load.apply(f"{TINY}:cnn", str(path), ["1,3,16,16"], trust_pickle=True)
+        load.open_source(f"{TINY}:cnn", str(path), ["1,3,16,16"], trust_pickle=True)
     assert os.path.exists(MARK)  # proof the flag is what stands between the file and the code
     os.unlink(MARK)
 
@@ -77,7 +77,7 @@ def test_onnx_external_data_cannot_escape_the_folder(tmp_path, location):
     (folder / "link.bin").symlink_to(outside)
     path = _onnx_with_external_weight(folder, location)
     with pytest.raises(UserError, match="outside the model's folder"):
-        load.apply(str(path))
+        load.open_source(str(path))
 
 
 def test_onnx_external_data_inside_the_folder_loads(tmp_path):
@@ -85,9 +85,9 @@ def test_onnx_external_data_inside_the_folder_loads(tmp_path):
 
     (tmp_path / "w.bin").write_bytes(np.array([1, 2, 3, 4], np.float32).tobytes())
     path = _onnx_with_external_weight(tmp_path, "w.bin")
-    loaded = load.apply(str(path))
+    loaded = load.open_source(str(path))
     assert [s.name for s in loaded.inputs] == ["x"]
     with pytest.raises(UserError, match="is missing"):
         (tmp_path / "w.bin").unlink()
-        load.apply(str(path))
+        load.open_source(str(path))
     assert onnx  # the module under test reads these with onnx; imported here for the helper

@@ -10,7 +10,9 @@ import torch
 import tiny_models
 from tiny_models import factory
 from edgepress import cli
-from edgepress.compress import calibrate, load, pipeline, prune, sensitivity
+from edgepress.cli import compress as cli_compress
+from edgepress.compress import calibrate, load, pipeline, prune
+from edgepress.compress.prune import auto
 from edgepress.errors import UserError
 
 # One spec per method: a new method without a case here fails test_every_method_has_a_case.
@@ -21,7 +23,7 @@ MODELS = ("prunable_cnn", "encoder")  # residual + depthwise CNN; transformer en
 
 def _loaded(name):
     fn, shapes = tiny_models.MODELS[name]
-    return load.apply(factory(name), None, shapes)
+    return load.open_source(factory(name), None, shapes)
 
 
 def _example(loaded):
@@ -44,7 +46,7 @@ def test_method_prunes_and_keeps_outputs(method, model):
     example = _example(loaded)
     with torch.no_grad():
         shapes_before = [o.shape for o in torch.atleast_1d(loaded.model(**example))]
-    result = prune.apply(loaded.model, prune.parse(SPECS[method]), example, _data(loaded))
+    result = prune.run(loaded.model, prune.parse(SPECS[method]), example, _data(loaded))
     fig = result.figures
     with torch.no_grad():
         out = result.model(**example)
@@ -67,7 +69,7 @@ def test_method_prunes_and_keeps_outputs(method, model):
 
 def test_first_conv_and_classifier_skipped_by_default():
     loaded = _loaded("prunable_cnn")
-    fig = prune.apply(loaded.model, prune.parse("magnitude:0.8"), _example(loaded)).figures
+    fig = prune.run(loaded.model, prune.parse("magnitude:0.8"), _example(loaded)).figures
     assert fig["skipped"] == {"stem.0": "first conv (default)", "fc": "classifier (default)"}
     assert fig["sparsity"]["stem.0"] == 0.0 and fig["sparsity"]["fc"] == 0.0
     assert fig["sparsity"]["res.0"] > 0.7
@@ -77,7 +79,7 @@ def test_first_conv_and_classifier_skipped_by_default():
 def test_magnitude_ratio_global_and_uniform(scope):
     loaded = _loaded("prunable_cnn")
     cfg = prune.parse("magnitude:0.6", scope=scope)
-    fig = prune.apply(loaded.model, cfg, _example(loaded)).figures
+    fig = prune.run(loaded.model, cfg, _example(loaded)).figures
     pruned = {n: s for n, s in fig["sparsity"].items() if n not in fig["skipped"]}
     if scope == "uniform":
         assert all(abs(s - 0.6) < 0.01 for s in pruned.values()), pruned
@@ -90,7 +92,7 @@ def test_magnitude_ratio_global_and_uniform(scope):
 
 def test_nm_keeps_two_of_every_four_inputs():
     loaded = _loaded("prunable_cnn")
-    result = prune.apply(loaded.model, prune.parse("nm:2:4"), _example(loaded))
+    result = prune.run(loaded.model, prune.parse("nm:2:4"), _example(loaded))
     w = result.model.res[3].weight.detach()  # (16, 32, 3, 3): groups of 4 along the 32 inputs
     groups = w.movedim(1, -1).reshape(-1, 4)
     assert (torch.count_nonzero(groups, dim=1) <= 2).all()
@@ -102,7 +104,7 @@ def test_nm_keeps_two_of_every_four_inputs():
 def test_per_layer_ratio_and_skip():
     loaded = _loaded("prunable_cnn")
     cfg = prune.parse("channels:0.5", skip=("inv.0",), layer_ratios=(("res.0", 0.75),))
-    fig = prune.apply(loaded.model, cfg, _example(loaded)).figures
+    fig = prune.run(loaded.model, cfg, _example(loaded)).figures
     assert fig["widths"]["res.0"]["after"][0] == 8  # 32 * (1 - 0.75)
     assert "inv.0" not in fig["widths"] and fig["skipped"]["inv.0"] == "asked (--prune-skip)"
 
@@ -110,7 +112,7 @@ def test_per_layer_ratio_and_skip():
 @pytest.mark.parametrize("scope", prune.SCOPES)
 def test_channels_global_and_uniform(scope):
     loaded = _loaded("prunable_cnn")
-    fig = prune.apply(loaded.model, prune.parse("channels:0.5", scope=scope),
+    fig = prune.run(loaded.model, prune.parse("channels:0.5", scope=scope),
                       _example(loaded)).figures
     assert fig["scope"] == scope and fig["macs"]["ratio"] < 0.9 and fig["round_to"] == 8
     shrunk = [w["after"][0] for w in fig["widths"].values() if w["after"][0] != w["before"][0]]
@@ -121,7 +123,7 @@ def test_channels_global_and_uniform(scope):
 def test_importances_rank_channels(importance):
     loaded = _loaded("prunable_cnn")
     cfg = prune.parse("channels:0.5", importance=importance)
-    fig = prune.apply(loaded.model, cfg, _example(loaded), _data(loaded)).figures
+    fig = prune.run(loaded.model, cfg, _example(loaded), _data(loaded)).figures
     assert fig["importance"] == importance and fig["macs"]["ratio"] < 0.9
     if importance == "taylor":  # the data it ranked on is on record (random here, and says so)
         assert fig["data"]["kind"] == "random" and fig["data"]["warning"]
@@ -131,7 +133,7 @@ def test_taylor_and_auto_need_data():
     loaded = _loaded("prunable_cnn")
     for cfg in (prune.parse("channels:0.5", importance="taylor"), prune.parse("auto:macs=0.5")):
         with pytest.raises(UserError, match="--calib DATA"):
-            prune.apply(loaded.model, cfg, _example(loaded))
+            prune.run(loaded.model, cfg, _example(loaded))
 
 
 def test_l1_removes_the_weakest_channels():
@@ -139,7 +141,7 @@ def test_l1_removes_the_weakest_channels():
     with torch.no_grad():
         loaded.model.res[0].weight[:16].mul_(1e-3)  # the first 16 of 32 inner channels: tiny
     kept = loaded.model.res[0].weight[16:].detach().clone()
-    prune.apply(loaded.model, prune.parse("channels:0.5"), _example(loaded))
+    prune.run(loaded.model, prune.parse("channels:0.5"), _example(loaded))
     assert torch.equal(loaded.model.res[0].weight.detach(), kept)
 
 
@@ -155,7 +157,7 @@ def test_schedule_is_cubic_and_monotone():
 def test_masks_kept_for_fine_tuning_then_finalized():
     loaded = _loaded("prunable_cnn")
     cfg = prune.PruneConfig("magnitude", ratio=0.5, permanent=False)
-    model = prune.apply(loaded.model, cfg, _example(loaded)).model
+    model = prune.run(loaded.model, cfg, _example(loaded)).model
     assert hasattr(model.res[0], "weight_mask")
     prune.finalize(model.modules())
     assert not hasattr(model.res[0], "weight_mask") and (model.res[0].weight == 0).any()
@@ -165,7 +167,7 @@ def test_sensitivity_scan(tmp_path):
     loaded = _loaded("prunable_cnn")
     example = _example(loaded)
     cfg = prune.PruneConfig("channels")
-    scan = sensitivity.scan(loaded.model, example, _data(loaded), cfg, ratios=(0.5,))
+    scan = auto.scan(loaded.model, example, _data(loaded), cfg, ratios=(0.5,))
     names = [layer["name"] for layer in scan["layers"]]
     assert "res.0" in names and "inv.0" in names and "stem.0" not in names
     for layer in scan["layers"]:
@@ -219,12 +221,12 @@ def test_saved_pruned_model_reloads_as_source(bundles):
     bundle = bundles["channels"][0].bundle
     saved = bundle.parent / prune.SAVED
     golden = np.load(bundle / "golden.npz")
-    reloaded = load.apply(str(saved))
+    reloaded = load.open_source(str(saved))
     with torch.no_grad():
         out = reloaded.model(x=torch.from_numpy(golden["input.x"][0]))
     assert np.allclose(out.numpy(), golden["output.output_0"][0], atol=1e-5)
     with pytest.raises(UserError, match="no Conv/Linear modules"):  # a flat graph: say so
-        prune.apply(reloaded.model, prune.parse("channels:0.5"), {"x": torch.randn(1, 3, 16, 16)})
+        prune.run(reloaded.model, prune.parse("channels:0.5"), {"x": torch.randn(1, 3, 16, 16)})
 
 
 # ---- bad input: one line, exit 2 --------------------------------------------------------------
@@ -260,7 +262,7 @@ def test_bad_prune_spec_one_line_exit_2(case, tmp_path, capsys):
 @pytest.mark.parametrize("method", ["magnitude", "channels"])
 def test_cli_says_what_pruning_bought(method, bundles, capsys):
     out = bundles[method][0].bundle.parent
-    cli._print_pruned(out, bundles[method])
+    cli_compress.print_pruned(out, bundles[method])
     printed = capsys.readouterr().out
     assert f"saved the pruned model as {out / prune.SAVED}" in printed
     if method == "magnitude":
@@ -284,7 +286,7 @@ def test_cli_sensitivity_table(tmp_path, capsys):
 def test_nothing_to_prune_is_a_clear_error():
     loaded = _loaded("cnn")  # 8 channels, stem and classifier skipped: nothing left to prune
     with pytest.raises(UserError, match="removed nothing"):
-        prune.apply(loaded.model, prune.parse("channels:0.5"), _example(loaded))
+        prune.run(loaded.model, prune.parse("channels:0.5"), _example(loaded))
 
 
 def test_taylor_removes_channels_that_do_not_reach_the_output():
@@ -294,7 +296,7 @@ def test_taylor_removes_channels_that_do_not_reach_the_output():
         loaded.model.res[4].weight[:16].mul_(10)
         loaded.model.res[3].weight[:, :16].zero_()
     cfg = prune.parse("channels:0.5", importance="taylor", layer_ratios=(("res.0", 0.5),))
-    prune.apply(loaded.model, cfg, _example(loaded), _data(loaded))
+    prune.run(loaded.model, cfg, _example(loaded), _data(loaded))
     consumed = loaded.model.res[3].weight.detach()  # (16, 16 kept inputs, 3, 3)
     assert consumed.shape[1] == 16 and consumed.abs().sum(dim=(0, 2, 3)).min() > 0
 
@@ -320,7 +322,7 @@ class _Concat(torch.nn.Module):
 
 def test_channels_through_concatenation():
     model, example = _Concat().eval(), {"x": torch.randn(1, 3, 8, 8)}
-    fig = prune.apply(model, prune.parse("channels:0.5"), example).figures
+    fig = prune.run(model, prune.parse("channels:0.5"), example).figures
     assert model.a.out_channels == 16 and model.b.out_channels == 8
     assert model.fuse.in_channels == 24 and fig["macs"]["ratio"] < 0.6
 
@@ -337,7 +339,7 @@ def test_attention_loses_whole_heads():
     torch.manual_seed(0)
     model = transformer.Encoder(vocab=50, seq=8, dim=32, heads=4, layers=1, mlp=64).eval()
     example = {"input_ids": torch.randint(0, 50, (1, 8))}
-    prune.apply(model, prune.parse("channels:0.5"), example)
+    prune.run(model, prune.parse("channels:0.5"), example)
     attn = model.layers[0].attn
     assert attn.num_heads == 2 and attn.head_dim == 8  # heads removed, each head kept whole
     assert attn.q.out_features == attn.k.out_features == attn.v.out_features == 16

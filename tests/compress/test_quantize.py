@@ -14,7 +14,9 @@ import torch
 from tiny_models import factory
 
 from edgepress import cli
-from edgepress.compress import accuracy, calibrate, load, quantize
+from edgepress.compress import calibrate, load, quantize
+from edgepress.compress.quantize import onnx as onnx_paths
+from edgepress.compress.quantize import search, speed
 from edgepress.errors import UserError
 from edgepress.runtime import verify
 from edgepress.runtime.session import Session
@@ -33,7 +35,7 @@ def _cnn_npz(path: Path, n=24, seed=0, **extra) -> str:
 
 @pytest.fixture(scope="module")
 def cnn_loaded():
-    return load.apply(factory("cnn"), None, CNN_SHAPE)
+    return load.open_source(factory("cnn"), None, CNN_SHAPE)
 
 
 STORED = {"int8": {"int8", "uint8"}, "dynamic": {"int8", "uint8"}, "weight-int8": {"int8"},
@@ -48,9 +50,9 @@ def test_method(fmt, precision, cnn_bundles, cnn_loaded, tmp_path):
     sample = {"x": torch.from_numpy(calib.first(1)["x"][0])}
     job = quantize.Job(cnn_loaded, fmt, fp32, tmp_path / f"q.{fmt}", calib, sample,
                        work=tmp_path / "work")
-    q = quantize.apply(job, quantize.QuantizeConfig(precision, speed_check=False))
+    q = quantize.run(job, quantize.QuantizeConfig(precision, speed_check=False))
     assert STORED[precision] & _stored_dtypes(q.path), f"{fmt} {precision} stores no such tensors"
-    fid = accuracy.measure(job, q.path, held_out)
+    fid = search.measure(job, q.path, held_out)
     limits = verify.THRESHOLDS[precision]
     assert fid["samples"] == 24
     assert fid["snr_db"] >= limits["snr_db"] and fid["cosine"] >= limits["cosine"], fid
@@ -71,18 +73,18 @@ def test_unknown_precision_and_missing_calibration(cnn_bundles, cnn_loaded, tmp_
     job = quantize.Job(cnn_loaded, "onnx", cnn_bundles / "onnx-fp32" / "model.onnx",
                        tmp_path / "q.onnx")
     with pytest.raises(UserError, match="int4.*int8"):
-        quantize.apply(job, quantize.QuantizeConfig("int4"))
+        quantize.run(job, quantize.QuantizeConfig("int4"))
     with pytest.raises(UserError, match="weight-int8 is not available for onnx"):
-        quantize.apply(job, quantize.QuantizeConfig("weight-int8"))
+        quantize.run(job, quantize.QuantizeConfig("weight-int8"))
     with pytest.raises(UserError, match="needs calibration data"):
-        quantize.apply(job, quantize.QuantizeConfig("int8"))
+        quantize.run(job, quantize.QuantizeConfig("int8"))
     with pytest.raises(UserError, match="--calib-method 'kl'"):
-        quantize.apply(job, quantize.QuantizeConfig("int8", calib_method="kl"))
+        quantize.run(job, quantize.QuantizeConfig("int8", calib_method="kl"))
 
 
 def _fake_speed(monkeypatch, ratios):
     it = iter(ratios)
-    monkeypatch.setattr(quantize, "latency_ratio", lambda *a, **k: {
+    monkeypatch.setattr(speed, "latency_ratio", lambda *a, **k: {
         "ratio": next(it), "fp32_p50_ms": 1.0, "quantized_p50_ms": 1.0, "threads": 1})
 
 
@@ -94,8 +96,8 @@ def test_int8_slower_than_fp32_tries_other_activations(ratios, keep_second, monk
     job = quantize.Job(cnn_loaded, "onnx", cnn_bundles / "onnx-fp32" / "model.onnx",
                        tmp_path / "q.onnx", calib, {"x": torch.zeros(1, 3, 16, 16)},
                        work=tmp_path / "w")
-    q = quantize.apply(job, quantize.QuantizeConfig("int8"))
-    first = quantize.int8_types("host")["activations"]
+    q = quantize.run(job, quantize.QuantizeConfig("int8"))
+    first = onnx_paths.int8_types("host")["activations"]
     other = "int8" if first == "uint8" else "uint8"
     assert q.figures["speed"]["tried"] == {first: ratios[0], other: ratios[1]}
     assert q.figures["types"]["activations"] == (other if keep_second else first)
@@ -110,9 +112,9 @@ def test_int8_slower_than_fp32_tries_other_activations(ratios, keep_second, monk
 
 
 def test_target_isa_choice_is_explained():
-    vnni, arm = quantize.int8_types("x86-vnni"), quantize.int8_types("arm")
+    vnni, arm = onnx_paths.int8_types("x86-vnni"), onnx_paths.int8_types("arm")
     assert (vnni["activations"], vnni["weights"], vnni["reduce_range"]) == ("uint8", "int8", False)
-    assert quantize.int8_types("x86")["reduce_range"] is True
+    assert onnx_paths.int8_types("x86")["reduce_range"] is True
     assert arm["activations"] == "int8"
     assert all(t["why"] for t in (vnni, arm))
 
@@ -231,7 +233,7 @@ def test_npz_rows_are_streamed_not_loaded(cnn_loaded, tmp_path):
     data = calibrate.open_data(path, cnn_loaded.inputs)
     with np.load(path) as z:
         np.testing.assert_array_equal(data.first(10)["x"], z["x"])
-    rows = calibrate._iter_rows(Path(path), "x.npy")
+    rows = calibrate.npz.iter_rows(Path(path), "x.npy")
     assert next(rows).shape == (1, 3, 16, 16)  # one sample per read
 
 
@@ -242,21 +244,21 @@ def fragile_job(tmp_path_factory):
     from edgepress.compress import export
 
     tmp = tmp_path_factory.mktemp("fragile")
-    loaded = load.apply(FRAGILE, None, ("1,8",))
+    loaded = load.open_source(FRAGILE, None, ("1,8",))
     rng = np.random.default_rng(0)
     np.savez(tmp / "c.npz", x=rng.standard_normal((64, 1, 8)).astype(np.float32))
     np.savez(tmp / "e.npz", x=rng.standard_normal((64, 1, 8)).astype(np.float32))
     calib = calibrate.open_data(str(tmp / "c.npz"), loaded.inputs)
     held_out = calibrate.open_data(str(tmp / "e.npz"), loaded.inputs)
     sample = {"x": torch.from_numpy(calib.first(1)["x"][0])}
-    fp32 = export.apply(loaded, "onnx", tmp, export.ExportOptions(), sample, 1).path
+    fp32 = export.write(loaded, "onnx", tmp, export.ExportOptions(), sample, 1).path
     job = quantize.Job(loaded, "onnx", fp32, tmp / "q.onnx", calib, sample, work=tmp / "w")
     return job, held_out
 
 
 def test_sensitivity_ranks_the_fragile_layer_worst(fragile_job):
     job, held_out = fragile_job
-    rows = accuracy.sensitivity(job, quantize.QuantizeConfig("int8"), held_out)
+    rows = search.sensitivity(job, quantize.QuantizeConfig("int8"), held_out)
     assert len(rows) == 3
     assert rows[-1]["snr_db"] > rows[0]["snr_db"] + 10
     assert rows[0]["module"] in ("fragile", "head") and rows[-1]["module"] == "body"
@@ -265,12 +267,12 @@ def test_sensitivity_ranks_the_fragile_layer_worst(fragile_job):
 def test_max_drop_keeps_fragile_layers_in_float(fragile_job):
     job, held_out = fragile_job
     cfg = quantize.QuantizeConfig("int8", speed_check=False)
-    plain = accuracy.apply(job, cfg, held_out)
-    assert accuracy._drop(plain.fidelity) > 5
-    out = accuracy.apply(job, cfg, held_out, max_drop=1.0)
+    plain = search.apply(job, cfg, held_out)
+    assert search._drop(plain.fidelity) > 5
+    out = search.apply(job, cfg, held_out, max_drop=1.0)
     steps = out.search["steps"]
     assert steps[0]["drop_points"] > 1.0 and steps[-1]["drop_points"] <= 1.0
-    modules = accuracy.torch_modules(job)
+    modules = search.torch_modules(job)
     assert out.search["float_layers"]
     assert {modules[n] for n in out.search["float_layers"]} <= {"fragile", "head"}
     assert out.quantized.figures["excluded_layers"] == out.search["float_layers"]
@@ -281,7 +283,7 @@ def test_max_drop_fails_clearly_when_the_cap_is_too_low(fragile_job):
     job, held_out = fragile_job
     cfg = quantize.QuantizeConfig("int8", speed_check=False)
     with pytest.raises(UserError, match="--max-drop 0.0: not met with up to 1 layer"):
-        accuracy.apply(job, cfg, held_out, max_drop=0.0, max_float_layers=1)
+        search.apply(job, cfg, held_out, max_drop=0.0, max_float_layers=1)
 
 
 def test_onnx_source_quantizes_the_same_way(cnn_bundles, tmp_path):
@@ -310,17 +312,17 @@ def test_cli_inspect_sensitivity_sorted_worst_first(tmp_path, capsys):
 def test_max_drop_tflite_int8_searches_in_torch_and_converts_once(tmp_path):
     from edgepress.compress import export
 
-    loaded = load.apply(FRAGILE, None, ("1,8",))
+    loaded = load.open_source(FRAGILE, None, ("1,8",))
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "c.npz", x=rng.standard_normal((64, 1, 8)).astype(np.float32))
     np.savez(tmp_path / "e.npz", x=rng.standard_normal((64, 1, 8)).astype(np.float32))
     calib = calibrate.open_data(str(tmp_path / "c.npz"), loaded.inputs)
     held_out = calibrate.open_data(str(tmp_path / "e.npz"), loaded.inputs)
     sample = {"x": torch.from_numpy(calib.first(1)["x"][0])}
-    fp32 = export.apply(loaded, "tflite", tmp_path, export.ExportOptions(), sample, 1).path
+    fp32 = export.write(loaded, "tflite", tmp_path, export.ExportOptions(), sample, 1).path
     job = quantize.Job(loaded, "tflite", fp32, tmp_path / "q.tflite", calib, sample,
                        work=tmp_path / "w")
-    out = accuracy.apply(job, quantize.QuantizeConfig("int8", speed_check=False), held_out,
+    out = search.apply(job, quantize.QuantizeConfig("int8", speed_check=False), held_out,
                          max_drop=1.0)
     assert out.search["steps"][0]["drop_points"] > 1.0
     assert set(out.search["float_layers"]) <= {"fragile", "head"}

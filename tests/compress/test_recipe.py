@@ -1,4 +1,4 @@
-"""Recipes: strict TOML into the pipeline's Request; flags override; the full chain runs."""
+"""Recipes: strict TOML tables into the option dataclasses; flags override; the full chain runs."""
 
 import json
 
@@ -7,7 +7,8 @@ import pytest
 from tiny_models import TINY
 
 from edgepress import cli
-from edgepress.compress import pipeline, recipe
+from edgepress import options
+from edgepress.compress import recipe
 from edgepress.errors import UserError
 
 
@@ -15,23 +16,6 @@ def _write(tmp_path, text):
     path = tmp_path / "r.toml"
     path.write_text(text)
     return path
-
-
-def test_every_key_maps_to_a_request_field_and_a_flag():
-    """The promise 'every CLI flag has a recipe key': checked against the real parser."""
-    from dataclasses import fields
-
-    names = {f.name for f in fields(pipeline.Request)}
-    parser = cli.build_parser()
-    compress = parser._subparsers._group_actions[0].choices["compress"]
-    flags = {opt for a in compress._actions for opt in a.option_strings}
-    for section, table in recipe.KEYS.items():
-        for key, (field, flag, _kind) in table.items():
-            assert field in names, (section, key)
-            assert flag == "SOURCE" or flag in flags, (section, key, flag)
-    mapped = {flag for t in recipe.KEYS.values() for _f, flag, _k in t.values()}
-    unmapped = flags - mapped - {"-h", "--help", "--recipe"}
-    assert not unmapped, f"flags without a recipe key: {sorted(unmapped)}"
 
 
 def test_parse_types_and_relative_paths(tmp_path):
@@ -53,16 +37,17 @@ max_drop = 1
 formats = ["onnx"]
 out = "out"
 """)
-    fields = recipe.load(path)
-    assert fields["source"] == str(tmp_path / "models.py:net")
-    assert fields["input_shapes"] == ("x=1,3,16,16",)
-    assert fields["calib"] == "random"  # not a path
-    assert fields["eval"] == str(tmp_path / "data/eval.npz")
-    assert fields["image_mean"] == (0.5, 0.5, 0.5)
-    assert fields["prune"] == "channels:0.5" and fields["prune_round_to"] == 4
-    assert fields["quantize"] == ("int8", "fp16") and fields["max_drop"] == 1.0
-    assert fields["out"] == str(tmp_path / "out")
-    pipeline.Request(**fields)  # every field is a Request field
+    tables = recipe.load(path)
+    r = options.Recipe.build(tables)  # every key is a field of its table
+    assert r.model.source == str(tmp_path / "models.py:net")
+    assert r.model.input_shape == ("x=1,3,16,16",)
+    assert r.data.calib == "random"  # not a path
+    assert r.data.eval == str(tmp_path / "data/eval.npz")
+    assert r.data.image_mean == (0.5, 0.5, 0.5)
+    assert r.prune.method == "channels:0.5" and r.prune.round_to == 4
+    assert r.quantize.precisions == ("int8", "fp16") and r.quantize.max_drop == 1.0
+    assert r.export.out == str(tmp_path / "out")
+    assert r.flat()["prune_round_to"] == 4  # the manifest's record keeps its flat names
 
 
 @pytest.mark.parametrize("text, message", [
@@ -176,10 +161,10 @@ def test_unknown_distill_method(tmp_path, capsys):
 def test_shipped_recipes_parse(name):
     from tiny_models import ROOT
 
-    fields = recipe.load(ROOT / "examples" / name / "recipe.toml")
-    req = pipeline.Request(**fields)
-    assert req.prune == "channels:0.5" and req.distill == "logits" and "int8" in req.quantize
-    assert req.source.endswith(("digits_cnn", "mobilenet_v2"))
+    r = options.Recipe.build(recipe.load(ROOT / "examples" / name / "recipe.toml"))
+    assert r.prune.method == "channels:0.5" and r.distill.method == "logits"
+    assert "int8" in r.quantize.precisions
+    assert r.model.source.endswith(("digits_cnn", "mobilenet_v2"))
 
 
 def test_distill_command_keeps_the_recipes_method(tmp_path, capsys):

@@ -47,7 +47,7 @@ def test_factory_module_form_with_safetensors_and_pt_weights(tmp_path):
     torch.save(trained.state_dict(), tmp_path / "w.pt")
     x = torch.randn(1, 3, 16, 16)
     for weights in ("w.safetensors", "w.pt"):
-        loaded = load.apply("tiny_models:cnn", str(tmp_path / weights), ["1,3,16,16"])
+        loaded = load.open_source("tiny_models:cnn", str(tmp_path / weights), ["1,3,16,16"])
         assert torch.allclose(loaded.model(x), trained(x))
         assert loaded.provenance["weights"]["tensors"] == len(trained.state_dict())
 

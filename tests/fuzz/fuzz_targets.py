@@ -188,11 +188,20 @@ def _toml(value) -> str:
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
+def _recipe_keys(section: str) -> list:
+    from dataclasses import fields
+
+    from edgepress import options
+
+    cls = options.TABLES.get(section)
+    return [options.recipe_key(f) for f in fields(cls)] if cls else []
+
+
 @st.composite
 def recipe_doc(draw, seed: bytes) -> Case:
     """A syntactically valid recipe with unknown sections/keys and values of every TOML type,
     including paths that climb out of the recipe's folder."""
-    from edgepress.compress import recipe
+    from edgepress import options
 
     scalar = (st.booleans() | st.integers(-2**70, 2**70) | st.integers(-3, 3) | st.floats() |
               st.sampled_from(("random", "../../etc/passwd", "/abs/x.npz", "m:f", "x.py:f", "",
@@ -201,10 +210,10 @@ def recipe_doc(draw, seed: bytes) -> Case:
                          st.dictionaries(st.text("abc", min_size=1, max_size=3), v, max_size=2),
                          max_leaves=4)
     lines = []
-    for section in draw(st.lists(st.sampled_from([*recipe.KEYS, "bogus"]), min_size=1,
+    for section in draw(st.lists(st.sampled_from([*options.TABLES, "bogus"]), min_size=1,
                                  max_size=3, unique=True)):
         lines.append(f"[{section}]")
-        keys = [*recipe.KEYS.get(section, {}), "bogus"]
+        keys = [*_recipe_keys(section), "bogus"]
         for key in draw(st.lists(st.sampled_from(keys), max_size=3, unique=True)):
             lines.append(f"{key} = {_toml(draw(value))}")
     text = "\n".join(lines) + "\n"
@@ -365,14 +374,14 @@ def check_bundle(path: Path, seeds: Path) -> None:
 def check_source(path: Path, seeds: Path) -> None:
     from edgepress.compress import load
 
-    load.apply(str(path), input_shapes=CNN_SHAPE if path.suffix != ".onnx" else ())
+    load.open_source(str(path), input_shapes=CNN_SHAPE if path.suffix != ".onnx" else ())
 
 
 def check_hf(path: Path, seeds: Path) -> None:
     """A Hugging Face-style directory whose config.json or model.safetensors was damaged."""
     from edgepress.compress import load
 
-    load.apply(str(path))
+    load.open_source(str(path))
 
 
 def check_weights(path: Path, seeds: Path) -> None:
@@ -380,7 +389,7 @@ def check_weights(path: Path, seeds: Path) -> None:
 
     from edgepress.compress import load
 
-    load.apply(factory("cnn"), weights=str(path), input_shapes=CNN_SHAPE)
+    load.open_source(factory("cnn"), weights=str(path), input_shapes=CNN_SHAPE)
 
 
 def check_report(path: Path, seeds: Path) -> None:
@@ -400,12 +409,13 @@ def check_report(path: Path, seeds: Path) -> None:
 
 
 def check_recipe(path: Path, seeds: Path) -> None:
-    from edgepress import cli
-    from edgepress.compress import pipeline, recipe
+    from edgepress import options
+    from edgepress.compress import calibrate, quantize, recipe, verify
 
-    fields = recipe.load(path)
-    cli._check_fields(fields)
-    pipeline.Request(**fields)
+    r = options.Recipe.build(recipe.load(path))
+    verify.check(r.verify)  # the tables' own checks that need no model
+    calibrate.preprocess(r.data)
+    quantize.check(r)
 
 
 def check_data(path: Path, seeds: Path) -> None:

@@ -70,7 +70,7 @@ def test_device_side_imports_without_torch(cnn_bundles):
         for name in ("torch", "edgepress.compress", "litert_torch", "onnx"):
             sys.modules[name] = None  # any import of these now raises ImportError
         from edgepress.runtime import artifact, bench, inspect, report, session, verify
-        import edgepress.devices, edgepress.shapes, edgepress.cli
+        import edgepress.devices, edgepress.runtime.shapes, edgepress.cli
         for fmt in ("onnx", "tflite"):
             b = artifact.open_bundle({str(cnn_bundles)!r} + f"/{{fmt}}-fp32")
             assert verify.apply(b).passed

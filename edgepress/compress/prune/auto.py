@@ -1,6 +1,7 @@
-"""sensitivity: how much each layer's channels matter, measured, not guessed.
+"""auto:macs=F, and the sensitivity scan behind it: how much each layer's channels matter,
+measured, not guessed.
 
-`scan` prunes each prunable layer alone (through prune's channel method, so coupled layers go
+`scan` prunes each prunable layer alone (through the channels method, so coupled layers go
 with it) at several ratios and measures the metric drop on eval data: accuracy where the data has
 labels, otherwise top-1 agreement with the unpruned model. `choose` turns a scan into per-layer
 ratios that reach a MACs target with the least summed drop (`--prune auto:macs=F`).
@@ -15,14 +16,17 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from edgepress.compress import prune
+from edgepress.compress.prune import channels
+from edgepress.compress.prune.measure import batches, execution_order, first_output, macs, \
+    measure, skipped_layers
+from edgepress.compress.prune.plan import PruneConfig
 from edgepress.errors import UserError
 
 RATIOS = (0.25, 0.5, 0.75)
 EVAL_LIMIT = 256  # samples per measurement: enough to rank layers, small enough to repeat often
 
 
-def scan(model, example: dict, data, cfg: prune.PruneConfig, ratios=RATIOS,
+def scan(model, example: dict, data, cfg: PruneConfig, ratios=RATIOS,
          limit: int = EVAL_LIMIT) -> dict:
     """{"metric", "baseline", "samples", "macs", "ratios", "skipped",
         "layers": [{"name", "trials": [{ratio, drop (points), snr_db, macs_saved (fraction)}]}]}"""
@@ -30,12 +34,12 @@ def scan(model, example: dict, data, cfg: prune.PruneConfig, ratios=RATIOS,
         if not 0.0 < r < 1.0:
             raise UserError(f"--prune-ratios: {r:g} must be between 0 and 1 (exclusive)")
     base_cfg = replace(cfg, method="channels", ratio=0.0)
-    skipped = prune.skipped_layers(model, base_cfg, example)  # the same rule as the stage
+    skipped = skipped_layers(model, base_cfg, example)  # the same rule as the stage
     base_cfg = replace(base_cfg, skip=tuple(skipped), skip_defaults=False)
     metric = _Metric(model, data, limit)
-    base = prune.measure(model, example)
+    base = measure(model, example)
     layers, seen = [], set()
-    for name in prune.execution_order(model, example):
+    for name in execution_order(model, example):
         if name in skipped:
             continue
         trials = _trials(model, example, base_cfg, name, ratios, metric, base, seen)
@@ -52,7 +56,7 @@ def _trials(model, example, cfg, name, ratios, metric, base, seen) -> list:
     trials = []
     for r in ratios:
         pruned = prune_layers(model, example, cfg, {name: r})
-        after = prune.measure(pruned, example)
+        after = measure(pruned, example)
         if not trials:
             changed = tuple(sorted(n for n, w in after["widths"].items()
                                    if w != base["widths"][n]))
@@ -69,12 +73,12 @@ def _trials(model, example, cfg, name, ratios, metric, base, seen) -> list:
 def prune_layers(model, example, cfg, ratios: dict):
     """A pruned copy of `model`: only the layers in `ratios` (and those coupled to them)."""
     trial = copy.deepcopy(model)
-    channels = replace(cfg, method="channels", ratio=0.0, layer_ratios=tuple(ratios.items()))
-    prune.METHODS["channels"](trial, channels, example, {n: "skipped" for n in cfg.skip}, None)
+    plan = replace(cfg, method="channels", ratio=0.0, layer_ratios=tuple(ratios.items()))
+    channels.apply(trial, plan, example, {n: "skipped" for n in cfg.skip}, None)
     return trial.eval()
 
 
-def choose(model, example: dict, scan_result: dict, cfg: prune.PruneConfig, target: float) -> dict:
+def choose(model, example: dict, scan_result: dict, cfg: PruneConfig, target: float) -> dict:
     """Per-layer ratios {name: ratio} whose pruned model has <= `target` x the MACs: greedy, each
     step takes the layer ratio with the least drop per MAC saved. Per-layer savings do not simply
     add up (two coupled cuts share a layer), so the result is measured and the plan tightened."""
@@ -82,7 +86,7 @@ def choose(model, example: dict, scan_result: dict, cfg: prune.PruneConfig, targ
     for _ in range(6):
         ratios = _greedy(scan_result["layers"], 1 - goal)
         trial = prune_layers(model, example, cfg, ratios)
-        achieved = prune.macs(trial, example) / scan_result["macs"]
+        achieved = macs(trial, example) / scan_result["macs"]
         if achieved <= target + 0.01:
             return ratios
         goal -= achieved - target
@@ -151,38 +155,22 @@ class _Metric:
         return round(100.0 * hits / self.samples, 3), float(snr)
 
 
-def batches(data, limit: int, size: int = 16):
-    """(name -> tensor, labels tensor or None) in batches of `size` samples from a Dataset."""
-    chunk = []
-    for i, item in enumerate(data.labelled()):
-        if i >= limit:
-            break
-        chunk.append(item)
-        if len(chunk) == size:
-            yield _stack(chunk)
-            chunk = []
-    if chunk:
-        yield _stack(chunk)
-
-
-def _stack(chunk):
-    names = chunk[0][0].keys()
-    # Samples come shaped like the input spec (batch 1): concatenate along the batch axis.
-    batch = {n: torch.from_numpy(np.concatenate([s[n] for s, _ in chunk])) for n in names}
-    labels = [lab for _, lab in chunk]
-    if any(lab is None for lab in labels):
-        return batch, None
-    return batch, torch.as_tensor(np.asarray(labels)).long().reshape(-1)
-
-
-def first_output(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        out = list(out.values())
-    return first_output(out[0])
-
-
 def _run(model, batch):
     with torch.no_grad():
         return model.eval()(**batch)
+
+
+def apply(model, cfg, example, skipped, data) -> dict:
+    """The method: scan, choose per-layer ratios for the MACs target, prune by them."""
+    if data is None:
+        raise UserError(f"--prune {cfg.spec()} measures each layer's sensitivity on data: pass "
+                        f"--calib DATA (.npz of the model's inputs, optional labels)")
+    base = replace(cfg, method="channels", skip=tuple(skipped), skip_defaults=False)
+    result = scan(model, example, data, base)
+    ratios = choose(model, example, result, base, target=cfg.ratio)
+    notes = channels.apply(model, replace(base, ratio=0.0, layer_ratios=tuple(ratios.items())),
+                      example, skipped, data) or {}
+    return {**notes, "auto": {"macs_target": cfg.ratio, "chosen_ratios": ratios,
+                              "metric": result["metric"], "baseline": result["baseline"],
+                              "samples": result["samples"], "scan": result["layers"]}}
+

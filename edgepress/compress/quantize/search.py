@@ -1,4 +1,4 @@
-"""accuracy: fidelity of a quantized model on held-out data, per-layer sensitivity, and the
+"""search: fidelity of a quantized model on held-out data, per-layer sensitivity, and the
 accuracy-aware fallback (--max-drop): keep the most sensitive layers in float, one at a time,
 until the drop is within the bound.
 
@@ -14,7 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import islice
 
-from edgepress.compress import quantize
+from edgepress.compress.quantize import paths
+from edgepress.compress.quantize.job import Job, QuantizeConfig, Quantized, work_dir
+from edgepress.compress.quantize import onnx as onnx_paths
+from edgepress.compress.quantize import tflite as tflite_paths
 from edgepress.errors import UserError
 from edgepress.runtime import verify
 from edgepress.runtime.session import Session
@@ -25,35 +28,36 @@ ONNX_LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 @dataclass
 class Outcome:
-    quantized: quantize.Quantized
+    quantized: Quantized
     fidelity: dict | None  # verify.Fidelity result on the --eval data (None without it)
     search: dict | None  # the accuracy-aware search: bound, ranking, steps (None if not needed)
 
 
-def apply(job: quantize.Job, cfg: quantize.QuantizeConfig, eval_data=None,
+def apply(job: Job, cfg: QuantizeConfig, eval_data=None,
           max_drop: float | None = None, max_float_layers: int = 8) -> Outcome:
     """Quantizes, measures on `eval_data`, and with `max_drop` keeps layers in float until the
     drop (accuracy points with labels, else top-1 disagreement points) is within it."""
     if max_drop is not None and eval_data is None:
         raise UserError("--max-drop needs held-out data to measure the drop: --eval DATA")
-    q = quantize.apply(job, cfg)
+    q = paths.run(job, cfg)
     fid = measure(job, q.path, eval_data) if eval_data is not None else None
     if max_drop is None or _drop(fid) <= max_drop:
         return Outcome(q, fid, None)
     return _search(job, cfg, eval_data, max_drop, max_float_layers, fid)
 
 
-def measure(job: quantize.Job, model_path, data, limit: int | None = None) -> dict:
+def measure(job: Job, model_path, data, limit: int | None = None) -> dict:
     """Fidelity of a quantized model file against the fp32 export over `data`."""
     pairs = islice(_for_layout(data.labelled(), job), limit)
     return verify.evaluate(Session(model_path), Session(job.fp32_path), pairs)
 
 
 def _for_layout(pairs, job):
+    from edgepress.runtime.layout import to_nhwc
+
     nhwc = job.fmt == "tflite" and job.layout == "nhwc"
     for sample, label in pairs:
-        yield ({k: v.transpose(0, 2, 3, 1) if nhwc and v.ndim == 4 else v
-                for k, v in sample.items()}, label)
+        yield ({k: to_nhwc(v) if nhwc else v for k, v in sample.items()}, label)
 
 
 def _drop(fid: dict) -> float:
@@ -67,13 +71,13 @@ def _drop(fid: dict) -> float:
 
 # ---- sensitivity ------------------------------------------------------------------------------
 
-def layers(job: quantize.Job) -> list[str]:
+def layers(job: Job) -> list[str]:
     """Quantizable layers by the name the quantizer takes: ONNX node names (of the normalised
     model) or torch module names."""
     if job.fmt == "onnx":
         import onnx
 
-        src, _ = quantize.normalise_onnx(job.fp32_path, quantize.work_dir(job))
+        src, _ = onnx_paths.normalise_onnx(job.fp32_path, work_dir(job))
         return [n.name for n in onnx.load(str(src)).graph.node if n.op_type in ONNX_LAYER_OPS]
     import torch
 
@@ -81,7 +85,7 @@ def layers(job: quantize.Job) -> list[str]:
     return [name for name, m in job.loaded.model.named_modules() if isinstance(m, kinds)]
 
 
-def sensitivity(job: quantize.Job, cfg: quantize.QuantizeConfig, data) -> list[dict]:
+def sensitivity(job: Job, cfg: QuantizeConfig, data) -> list[dict]:
     """Each layer's error contribution: output SNR with only that layer quantized, worst first."""
     names = layers(job)
     if not names:
@@ -93,7 +97,7 @@ def sensitivity(job: quantize.Job, cfg: quantize.QuantizeConfig, data) -> list[d
     return sorted(rows, key=lambda r: r["snr_db"])
 
 
-def torch_modules(job: quantize.Job) -> dict:
+def torch_modules(job: Job) -> dict:
     """ONNX node name -> the torch module it came from, read off its weight's name (torch's
     exporters name weight initializers after the parameter, `stem.0.weight`), so a ranking of
     `node_Conv_63` also says `stem.0`. Nodes whose weight has no such name are left out."""
@@ -113,8 +117,8 @@ def _only(job, cfg, data, name: str) -> dict:
     if _in_torch(job, cfg):
         fid = _torch_fidelity(job, data, only=(name,), limit=SENSITIVITY_SAMPLES)
     else:
-        probe = replace(job, out_path=quantize.work_dir(job) / f"probe.{job.fmt}")
-        q = quantize.apply(probe, replace(cfg, only=(name,), exclude=(), speed_check=False))
+        probe = replace(job, out_path=work_dir(job) / f"probe.{job.fmt}")
+        q = paths.run(probe, replace(cfg, only=(name,), exclude=(), speed_check=False))
         fid = measure(job, q.path, data, SENSITIVITY_SAMPLES)
     return {"snr_db": round(fid["snr_db"], 2), "cosine": fid["cosine"]}
 
@@ -128,7 +132,7 @@ def _torch_fidelity(job, data, exclude=(), only=(), limit=None) -> dict:
     import torch
 
     model = job.loaded.model
-    fq, _ = quantize.pt2e_model(model, job.sample, job.calib, "nchw", exclude=exclude, only=only)
+    fq, _ = tflite_paths.pt2e_model(model, job.sample, job.calib, "nchw", exclude=exclude, only=only)
     fid = verify.Fidelity()
     with torch.no_grad():
         for sample, label in islice(data.labelled(), limit):
@@ -139,8 +143,9 @@ def _torch_fidelity(job, data, exclude=(), only=(), limit=None) -> dict:
 
 
 def _named(out) -> dict:
-    outs = out if isinstance(out, (tuple, list)) else [out]
-    return {f"output_{i}": o.detach().numpy() for i, o in enumerate(outs)}
+    from edgepress.compress import load
+
+    return {f"output_{i}": o.detach().numpy() for i, o in enumerate(load.outputs(out))}
 
 
 # ---- the accuracy-aware search ---------------------------------------------------------------
@@ -162,7 +167,7 @@ def _search(job, cfg, data, max_drop, cap, first_fid) -> Outcome:
         raise UserError(f"--max-drop {max_drop}: not met with up to {min(cap, len(ranking))} "
                         f"layer(s) kept in float (drop in points per step: {trail}); raise "
                         f"--max-drop or --max-float-layers, or try another --calib-method")
-    q = quantize.apply(job, replace(cfg, exclude=tuple(kept)))
+    q = paths.run(job, replace(cfg, exclude=tuple(kept)))
     fid = measure(job, q.path, data)
     modules = torch_modules(job)
     search = {"max_drop_points": max_drop, "measured_on": _measured_on(job, cfg),
@@ -179,46 +184,11 @@ def _search(job, cfg, data, max_drop, cap, first_fid) -> Outcome:
 def _step_fidelity(job, cfg, data, kept: tuple) -> dict:
     if _in_torch(job, cfg):
         return _torch_fidelity(job, data, exclude=kept)
-    step = replace(job, out_path=quantize.work_dir(job) / f"step.{job.fmt}")
-    q = quantize.apply(step, replace(cfg, exclude=kept, speed_check=False))
+    step = replace(job, out_path=work_dir(job) / f"step.{job.fmt}")
+    q = paths.run(step, replace(cfg, exclude=kept, speed_check=False))
     return measure(job, q.path, data)
 
 
 def _measured_on(job, cfg) -> str:
     return ("PT2E fake-quantized model in torch; the final model converted and measured"
             if _in_torch(job, cfg) else f"the quantized {job.fmt} model at every step")
-
-
-def inspect(source: str, weights, input_shapes, fmt: str, precision: str, calib: str,
-            held_out: str | None = None, calib_method: str = "minmax") -> list[dict]:
-    """`edgepress inspect SOURCE --sensitivity`: exports fp32 to a scratch directory, then ranks
-    every quantizable layer by the output SNR with only that layer quantized."""
-    import tempfile
-    from pathlib import Path
-
-    import torch
-
-    from edgepress.compress import calibrate, export, load
-
-    loaded = load.apply(source, weights, input_shapes)
-    cal = calibrate.open_data(calib, loaded.inputs, int_high=loaded.int_high)
-    data = calibrate.open_data(held_out, loaded.inputs) if held_out else cal
-    sample = {k: torch.from_numpy(v[0]) for k, v in cal.first(1).items()}
-    with tempfile.TemporaryDirectory(prefix="edgepress-sensitivity-") as tmp:
-        fp32 = export.apply(loaded, fmt, Path(tmp), export.ExportOptions(), sample,
-                            n_outputs=_count_outputs(loaded, sample)).path
-        job = quantize.Job(loaded, fmt, fp32, Path(tmp) / f"q.{fmt}", cal, sample,
-                           work=Path(tmp) / "work")
-        cfg = quantize.QuantizeConfig(precision, calib_method, speed_check=False)
-        quantize.apply(job, cfg)  # checks the method; fills the calibration cache once
-        return sensitivity(job, cfg, data)
-
-
-def _count_outputs(loaded, sample) -> int:
-    if loaded.model is None:
-        return len(Session(loaded.onnx_path).outputs)
-    import torch
-
-    with torch.no_grad():
-        out = loaded.model(**sample)
-    return len(out) if isinstance(out, (tuple, list)) else 1

@@ -1,0 +1,116 @@
+"""quantize: post-training quantization of the exported fp32 bundles, one `<format>-<precision>`
+bundle each. paths.py holds METHODS ((format, precision) -> ordered candidate paths: onnx.py,
+tflite.py) and the PASSES after each (speed guard, compaction); search.py is the accuracy-aware
+search behind --max-drop. docs/architecture.md has the measurements behind the choices."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgepress.options import Quantize
+from edgepress.compress.quantize import search
+from edgepress.compress.quantize.job import (
+    CALIB_CAP,
+    CALIB_METHODS,
+    PRECISIONS,
+    TARGETS,
+    Job,
+    QuantizeConfig,
+    Quantized,
+    work_dir,
+)
+from edgepress.compress.quantize.paths import METHODS, PASSES, run, valid
+from edgepress.errors import UserError
+
+__all__ = ["CALIB_CAP", "CALIB_METHODS", "PRECISIONS", "TARGETS", "Job", "QuantizeConfig",
+           "Quantized", "work_dir", "METHODS", "PASSES", "run", "apply", "check", "describe"]
+
+
+def check(recipe) -> None:
+    """[quantize] against the rest of the recipe, before any work is done."""
+    q, data = recipe.quantize, recipe.data
+    if q.max_drop is not None and q.max_drop < 0:
+        raise UserError(f"--max-drop {q.max_drop}: must be >= 0 points")
+    if not q.precisions:
+        if (data.calib and not recipe.prune.method) or q.max_drop is not None:
+            raise UserError("--calib and --max-drop apply to quantized bundles: add "
+                            "--quantize int8|dynamic|weight-int8|fp16")
+        return
+    for p in q.precisions:
+        for fmt in recipe.export.formats:
+            if (fmt, p) not in METHODS:
+                raise UserError(f"--quantize {p!r} is not available for {fmt}; valid: "
+                                f"{', '.join(sorted(valid(fmt)))}")
+    if "int8" in q.precisions and not data.calib:
+        raise UserError("--quantize int8 needs calibration data: --calib DATA (.npz, image "
+                        "folder or module:function; `--calib random` only to smoke-test)")
+
+
+def apply(state, cfg: Quantize):
+    """The stage: after each fp32 bundle, one bundle per [quantize] precision."""
+    bundles = []
+    for fp32 in state.bundles:
+        bundles.append(fp32)
+        bundles += [_bundle(state, fp32, precision, cfg) for precision in cfg.precisions]
+    state.bundles = bundles
+    return state
+
+
+def _bundle(state, fp32, precision: str, cfg: Quantize):
+    from edgepress.compress.state import Bundle
+
+    where = fp32.path.parent / f"{fp32.fmt}-{precision}"
+    shutil.copytree(fp32.path, where, ignore=shutil.ignore_patterns("model.*", "manifest.json"))
+    outcome = _quantize(state, fp32, where, QuantizeConfig(precision, cfg.calib_method,
+                                                           cfg.target), cfg)
+    q = outcome.quantized
+    figures = dict(q.figures)
+    if outcome.search:
+        figures["accuracy_search"] = outcome.search
+    calib, held_out = state.calib, state.held_out
+    extra = {"calibration": calib.record() if calib is not None else None,
+             "fidelity": ({"data": held_out.record(), **outcome.fidelity}
+                          if outcome.fidelity else None),
+             "warnings": [w for w in (calib and calib.warning, q.figures.get("warning")) if w]}
+    recipe = {"quantize": precision, "calib_method": cfg.calib_method, "max_drop": cfg.max_drop,
+              "quant_target": cfg.target}
+    return Bundle(fp32.fmt, precision, where, q.path, fp32.inputs, fp32.outputs,
+                  stages={**fp32.stages, "quantize": figures}, recipe=recipe, extra=extra)
+
+
+def _quantize(state, fp32, where: Path, qcfg: QuantizeConfig, cfg: Quantize):
+    import torch
+
+    sample = {k: torch.from_numpy(v[0]) for k, v in state.golden_in.items()}  # NCHW, as traced
+    with tempfile.TemporaryDirectory(prefix="edgepress-quantize-") as work:
+        job = Job(state.loaded, fp32.fmt, fp32.model_file, where / f"model.{fp32.fmt}",
+                  state.calib, sample, state.recipe.export.tflite_layout, work=Path(work))
+        return search.apply(job, qcfg, state.held_out, cfg.max_drop, cfg.max_float_layers)
+
+
+def describe(name: str, figures: dict, extra: dict) -> tuple[list[str], list[str]]:
+    """(lines, warnings) the CLI prints for one quantized bundle: held-out fidelity, layers kept
+    in float, speed against fp32 here."""
+    lines, fid, search_ = [], extra.get("fidelity"), figures.get("accuracy_search")
+    if fid:
+        line = (f"{name}: eval {fid['samples']} samples: SNR {fid['snr_db']:.1f} dB, cosine "
+                f"{fid['cosine']:.5f}")
+        if "top1_agreement" in fid:
+            line += f", top-1 agreement {100 * fid['top1_agreement']:.2f}%"
+        if "accuracy" in fid:
+            a = fid["accuracy"]
+            line += (f", accuracy fp32 {100 * a['fp32']:.2f}% -> {100 * a['quantized']:.2f}% "
+                     f"(drop {a['drop_points']:.2f} pts)")
+        lines.append(line)
+    if search_:
+        steps = ", ".join(f"{len(s['float_layers'])}: {s['drop_points']:.2f}"
+                          for s in search_["steps"])
+        lines.append(f"{name}: --max-drop {search_['max_drop_points']}: kept in float "
+                     f"{search_['float_layers']} (drop per float-layer count: {steps})")
+    if "speed" in figures:
+        s = figures["speed"]
+        lines.append(f"{name}: p50 {s['quantized_p50_ms']:.3f} ms vs fp32 {s['fp32_p50_ms']:.3f} "
+                     f"ms here (x{s['ratio']:.2f}, 1 thread)")
+    return lines, [f"{name}: WARNING: {w}" for w in extra.get("warnings", ())]

@@ -1,0 +1,178 @@
+"""ONNX quantization paths: onnxruntime.quantization on the exported, normalised model.
+
+- int8: quantize_static, QDQ format, per-channel s8 weights; activations u8 on x86 (ORT's u8s8
+  kernels are its fast path: s8s8 measured 1.25-2x slower with VNNI), s8 on Arm. --calib-method
+  picks ORT's calibrator.
+- dynamic: quantize_dynamic, MatMul/Gemm-type ops only (ORT's ConvInteger runs slower than float
+  Conv on CPU, so convolutions stay float).
+- fp16: onnxruntime.transformers.float16 with float32 I/O kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+from edgepress.runtime import fingerprint
+from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quantized, work_dir
+
+def normalise_onnx(src: Path, work: Path) -> tuple[Path, list]:
+    """Opset >= 13 (per-channel QDQ) plus onnxruntime's quant_pre_process (symbolic shape
+    inference, graph optimisation, ONNX shape inference); returns the file and what was done."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = work / "normalised.onnx"
+    if out.exists():
+        return out, [line for line in (work / "normalised.txt").read_text().splitlines()]
+    model, notes = onnx.load(str(src)), []
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        model = onnx.version_converter.convert_version(model, 13)
+        notes.append(f"opset {opset} -> 13 (per-channel QuantizeLinear needs 13)")
+    try:
+        quant_pre_process(model, str(out))
+        notes.append("onnxruntime quant_pre_process: symbolic shape inference, graph "
+                     "optimisation, ONNX shape inference")
+    except Exception as e:  # symbolic inference rejects some exotic ops; the rest still helps
+        quant_pre_process(model, str(out), skip_symbolic_shape=True)
+        notes.append(f"onnxruntime quant_pre_process without symbolic shape inference "
+                     f"({type(e).__name__})")
+    (work / "normalised.txt").write_text("\n".join(notes))
+    return out, notes
+
+
+def _aligned(src: Path, work: Path) -> tuple[Path, list]:
+    """The normalised model with its narrow convolutions' input channels padded (align.py)."""
+    import onnx
+
+    from edgepress.compress.quantize import align
+
+    out, record = work / "aligned.onnx", work / "aligned.txt"
+    if record.exists():  # the accuracy search and the scans quantize the same model many times
+        notes = record.read_text().splitlines()
+        return (out if notes else src), notes
+    model = onnx.load(str(src))
+    notes = align.pad_input_channels(model)
+    if notes:
+        onnx.save(model, str(out))
+    record.write_text("\n".join(notes))
+    return (out if notes else src), notes
+
+
+def int8_types(target: str) -> dict:
+    """Activation/weight types for ORT int8 on `target`, and the reason (for the manifest)."""
+    isa = fingerprint.int8_family() if target == "host" else target
+    if isa == "x86-vnni":
+        return {"activations": "uint8", "weights": "int8", "reduce_range": False, "isa": isa,
+                "why": "x86 with VNNI: onnxruntime's u8 activation x s8 weight kernels use "
+                       "VPDPBUSD directly; s8/s8 measured 1.25-2x slower on this project's "
+                       "machines (ResNet-18, MobileNetV2)"}
+    if isa == "x86":
+        return {"activations": "uint8", "weights": "int8", "reduce_range": True, "isa": isa,
+                "why": "x86 without VNNI: u8s8 is onnxruntime's fast path; 7-bit weights "
+                       "(reduce_range) avoid saturating VPMADDUBSW's 16-bit sums"}
+    return {"activations": "int8", "weights": "int8", "reduce_range": False, "isa": isa,
+            "why": "Arm: onnxruntime's s8s8 kernels (SDOT/SMMLA) are its recommended path"}
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over a streamed Dataset, read in consecutive chunks.
+
+    Chunks are how memory stays bounded: ORT's calibrators keep every intermediate tensor of
+    every sample until collect_data() returns. Its own bound, CalibMaxIntermediateOutputs, is
+    unusable: MinMaxCalibrater.collect_data (ORT 1.32) empties the collected outputs at the bound
+    without folding them into the ranges, so all but the last partial chunk is silently lost.
+    quantize_static's CalibStridedMinMax calls collect_data once per chunk, and both the MinMax
+    and the histogram calibrators accumulate across calls."""
+
+    def __init__(self, dataset):
+        self.total = min(dataset.record()["samples"], CALIB_CAP)
+        self.chunk = max(d for d in range(1, 33) if self.total % d == 0)  # ORT wants a divisor
+        self._it = iter(dataset.samples())
+        self._left = self.total
+
+    def __len__(self):
+        return self.total
+
+    def set_range(self, start_index: int, end_index: int):
+        self._left = end_index - start_index  # ORT walks the chunks in order
+
+    def get_next(self):
+        if self._left <= 0:
+            return None
+        self._left -= 1
+        return next(self._it, None)
+
+
+def static_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    work = work_dir(job)
+    src, notes = normalise_onnx(job.fp32_path, work)
+    types = int8_types(cfg.target)
+    if types["isa"].startswith("x86"):
+        src, aligned = _aligned(src, work)
+        notes = notes + aligned
+    if cfg.activations != "auto" and cfg.activations != types["activations"]:
+        types = {**types, "activations": cfg.activations,
+                 "why": f"{cfg.activations} activations: the {types['activations']} choice ran "
+                        f"slower than fp32 on this host (see speed)"}
+    qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[cfg.calib_method]
+    cache = work / f"ranges-{cfg.calib_method}.json"
+    reader = None if cache.exists() else _Reader(job.calib)
+    from edgepress.compress import export
+
+    # the histogram calibrators print progress with print(): silence fd 1 and sys.stdout both
+    with export.quiet(), contextlib.redirect_stdout(io.StringIO()):
+        quantize_static(
+            str(src), str(job.out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=qtype[types["activations"]], weight_type=qtype[types["weights"]],
+            reduce_range=types["reduce_range"], calibrate_method=method,
+            nodes_to_exclude=list(cfg.exclude), nodes_to_quantize=list(cfg.only) or None,
+            calibration_cache_path=str(cache),
+            extra_options={"CalibStridedMinMax": reader.chunk} if reader else {})
+    figures = {"method": "static int8 QDQ, per-channel weights", "library": "onnxruntime",
+               "calib_method": cfg.calib_method, "calib_samples": _calib_count(job),
+               "types": types, "normalisation": notes}
+    return Quantized(job.out_path, figures)
+
+
+def _calib_count(job: Job) -> int:
+    return min(job.calib.record()["samples"], CALIB_CAP)
+
+
+def dynamic_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, notes = normalise_onnx(job.fp32_path, work_dir(job))
+    ops = ["MatMul", "Gemm", "Attention", "LSTM", "GRU"]
+    quantize_dynamic(str(src), str(job.out_path), op_types_to_quantize=ops,
+                     weight_type=QuantType.QInt8, nodes_to_exclude=list(cfg.exclude),
+                     nodes_to_quantize=list(cfg.only) or None)
+    return Quantized(job.out_path, {
+        "method": "dynamic int8 (weights int8, activations quantized at run time)",
+        "library": "onnxruntime", "op_types": ops, "normalisation": notes,
+        "why": "convolutions stay float: onnxruntime's ConvInteger is slower than float Conv "
+               "on CPU; use --quantize int8 for CNNs"})
+
+
+def fp16(job: Job, cfg: QuantizeConfig) -> Quantized:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(job.fp32_path)), keep_io_types=True)
+    onnx.save(model, str(job.out_path))
+    return Quantized(job.out_path, {
+        "method": "fp16 weights and compute, float32 inputs/outputs",
+        "library": "onnxruntime.transformers.float16",
+        "note": "halves the file; onnxruntime's CPU provider runs most fp16 ops through casts, so "
+                "expect no CPU speed-up (GPUs and NPUs gain)"})

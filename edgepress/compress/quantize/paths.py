@@ -1,0 +1,69 @@
+"""The quantization paths: `METHODS` maps (format, precision) to an ordered list of candidate
+paths (onnx.py and tflite.py say which library does what, and why); `PASSES` run after the
+method, in order, each named. `run` is one quantization: a candidate, then the passes."""
+
+from __future__ import annotations
+
+from edgepress.compress import compact
+from edgepress.compress.quantize import onnx, speed, tflite
+from edgepress.compress.quantize.job import CALIB_METHODS, PRECISIONS, TARGETS, Job, \
+    QuantizeConfig, Quantized
+from edgepress.errors import UserError, one_of
+
+METHODS = {
+    ("onnx", "int8"): [onnx.static_int8],
+    ("onnx", "dynamic"): [onnx.dynamic_int8],
+    ("onnx", "fp16"): [onnx.fp16],
+    ("tflite", "int8"): [tflite.int8],
+    ("tflite", "dynamic"): [tflite.aeq("dynamic_wi8_afp32", "dynamic-range int8 (int8 weights, "
+                                       "activations quantized at run time)")],
+    ("tflite", "weight-int8"): [tflite.aeq("weight_only_wi8_afp32", "weight-only int8 (int8 "
+                                           "weights dequantized to float compute)")],
+    ("tflite", "fp16"): [tflite.aeq("float_casting_wf16", "fp16 weights, float32 compute")],
+}
+
+
+def _excluded(job: Job, cfg: QuantizeConfig, result: Quantized, method) -> Quantized:
+    result.figures.setdefault("excluded_layers", list(cfg.exclude))
+    return result
+
+
+def _compact(job: Job, cfg: QuantizeConfig, result: Quantized, method) -> Quantized:
+    result.figures["compacted_bytes"] = compact.apply(result.path)
+    return result
+
+
+# After the method, in this order: each takes (job, cfg, result, method) and returns the result.
+PASSES = (("speed_guard", speed.guard), ("record_exclusions", _excluded), ("compact", _compact))
+
+
+def run(job: Job, cfg: QuantizeConfig) -> Quantized:
+    """Quantizes `job.fp32_path` (or the torch model) into `job.out_path` as `cfg` says: the
+    key's first candidate path, then every pass. (Every key has one candidate today; a key with
+    several is where a later stage measures each.)"""
+    method = candidates(job, cfg)[0]
+    result = method(job, cfg)
+    for _name, run_pass in PASSES:
+        result = run_pass(job, cfg, result, method)
+    return result
+
+
+def candidates(job: Job, cfg: QuantizeConfig) -> list:
+    """The candidate paths for (job.fmt, cfg.precision), after checking what they need."""
+    one_of("--quantize", cfg.precision, PRECISIONS)
+    one_of("--calib-method", cfg.calib_method, CALIB_METHODS)
+    one_of("--quant-target", cfg.target, TARGETS)
+    paths = METHODS.get((job.fmt, cfg.precision))
+    if paths is None:
+        raise UserError(f"--quantize {cfg.precision} is not available for {job.fmt}; valid for "
+                        f"{job.fmt}: {', '.join(valid(job.fmt))}")
+    if cfg.precision == "int8" and job.calib is None:
+        raise UserError("--quantize int8 needs calibration data: --calib DATA (an .npz, an image "
+                        "folder or module:function; `--calib random` only to smoke-test)")
+    if job.fmt == "tflite" and cfg.precision == "int8" and job.loaded.model is None:
+        raise UserError("tflite int8 quantizes the torch model; an ONNX source has none")
+    return paths
+
+
+def valid(fmt: str) -> list[str]:
+    return [p for f, p in METHODS if f == fmt]

@@ -1,0 +1,175 @@
+"""TFLite quantization paths.
+
+- int8: PT2E quantization in torch (litert-torch's PT2EQuantizer, per-channel weights,
+  histogram-calibrated activations) converted by litert-torch into a fully-int8 model. Measured
+  0.43x fp32 latency and ~20 dB SNR, where AI Edge Quantizer's static recipe on the converted file
+  calibrated to 7.6 dB and ran 2x slower than fp32.
+- dynamic / weight-int8 / fp16: AI Edge Quantizer recipes on the fp32 .tflite (dynamic measured
+  0.30x fp32 latency, cosine 0.997 on a sentence encoder); PT2E's dynamic mode has no weight-only
+  or fp16 variant, AEQ covers all three with one code path.
+"""
+
+from __future__ import annotations
+
+from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quantized
+from edgepress.errors import UserError, first_line
+
+def int8(job: Job, cfg: QuantizeConfig) -> Quantized:
+    import litert_torch
+    from litert_torch.quantize import quant_config
+
+    from edgepress.compress import export
+
+    model, prefix = job.loaded.model, ""
+    if job.layout == "nhwc":
+        model, prefix = export.ChannelsLast(model), "inner."
+    converted, quantizer = pt2e_model(model, job.sample, job.calib, job.layout,
+                                      exclude=[prefix + name for name in cfg.exclude])
+    kwargs = _layout_kwargs(job.sample, job.layout)
+    try:
+        with export.quiet():
+            litert_torch.convert(converted, (), sample_kwargs=kwargs,
+                                 quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)
+                                 ).export(str(job.out_path))
+    except Exception as e:
+        raise UserError(f"TFLite int8 conversion (litert-torch PT2E) failed: "
+                        f"{first_line(e, 200)}") \
+            from None
+    return Quantized(job.out_path, {
+        "method": "full-integer int8 (per-channel int8 weights, int8 activations and I/O)",
+        "library": "litert-torch PT2EQuantizer + litert-torch conversion",
+        "calib_method": "histogram (PT2E HistogramObserver; --calib-method applies to ONNX)",
+        "why": "measured 0.43x fp32 latency, ~20 dB SNR; AI Edge Quantizer's static recipe "
+               "calibrated to 7.6 dB and ran 2x slower"})
+
+
+def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
+    """PT2E fake-quantized torch model (runnable in torch) and its quantizer. Layers (conv/linear
+    module names) in `exclude` stay float; with `only`, every other layer does."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    kwargs = _layout_kwargs(sample, layout)
+    try:
+        graph = torch.export.export(model.eval(), (), kwargs).module()
+    except Exception as e:
+        raise UserError(f"torch.export failed before PT2E quantization: "
+                        f"{first_line(e, 200)}") from None
+    layers = _tag_layers(graph)
+    unknown = sorted((set(exclude) | set(only)) - layers)
+    if unknown:
+        raise UserError(f"layer {unknown[0]!r} is not a quantizable layer of this model; its "
+                        f"layers are: {', '.join(sorted(layers))}")
+    # `only` keeps every other layer in float; non-layer ops (add, pooling) stay quantized
+    quantizer = _layer_quantizer(set(exclude) | (layers - set(only) if only else set()))
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for i, s in enumerate(calib.samples()):
+            if i >= CALIB_CAP:
+                break
+            prepared(**_layout_kwargs({k: torch.from_numpy(v) for k, v in s.items()}, layout))
+    return convert_pt2e(prepared, fold_quantize=False), quantizer
+
+
+_FOLLOWERS = ("batch_norm", "getitem", "relu", "hardtanh", "clamp")
+
+
+def _tag_layers(graph) -> set:
+    """Tags every conv/linear node, and the batch-norm/activation nodes fused with it, with the
+    layer's module name (node.meta["edgepress_layer"]); returns the names. Why not
+    PT2EQuantizer.set_module_name: litert-torch's filter parses nn_module_stack keys of the old
+    dynamo form (`L__self___stem_0`) while torch.export 2.13 writes `L__self__stem.0`, so it never
+    matches; and it requires every node of a conv-bn-relu pattern to sit in the named module."""
+    owner, names = {}, set()
+    for node in graph.graph.nodes:
+        if node.op != "call_function":
+            continue
+        target, stack = str(node.target), node.meta.get("nn_module_stack") or {}
+        if ("conv" in target or "linear" in target or "addmm" in target) and stack:
+            owner[node] = list(stack.values())[-1][0]  # the innermost module: the layer
+            names.add(owner[node])
+        elif any(f in target for f in _FOLLOWERS) and node.args and node.args[0] in owner:
+            owner[node] = owner[node.args[0]]
+        if node in owner:
+            node.meta["edgepress_layer"] = owner[node]
+    return names
+
+
+def _layer_quantizer(float_layers: set):
+    """litert-torch's PT2EQuantizer (global per-channel int8 config) leaving `float_layers`
+    unannotated, by their edgepress_layer tag (see _tag_layers)."""
+    from litert_torch.quantize import pt2e_quantizer as pq
+
+    class LayerQuantizer(pq.PT2EQuantizer):
+        def _annotate_for_static_quantization_config(self, model):
+            self._annotate_all_static_patterns(model, self.global_config, self._quantized)
+            _annotate_missed_adds(model, self.global_config, self._quantized)
+            return model
+
+        @staticmethod
+        def _quantized(node) -> bool:
+            return node.meta.get("edgepress_layer") not in float_layers
+
+    return LayerQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True))
+
+
+def _annotate_missed_adds(model, config, keep) -> None:
+    """litert-torch's `add` annotator groups adds by source function and annotates only the first
+    output node of each group, so chained residual adds (MobileNetV2's blocks) stay float, each
+    wrapped in DEQUANTIZE/QUANTIZE in the .tflite. Annotate every tensor-tensor add it missed the
+    way it annotates the first one."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec, \
+        get_output_act_qspec
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target != torch.ops.aten.add.Tensor \
+                or "quantization_annotation" in node.meta or not keep(node):
+            continue
+        inputs = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
+        if len(inputs) == 2:
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={a: get_input_act_qspec(config) for a in inputs},
+                output_qspec=get_output_act_qspec(config), _annotated=True)
+
+
+def _layout_kwargs(sample: dict, layout: str) -> dict:
+    from edgepress.runtime.layout import to_nhwc
+
+    return {k: to_nhwc(v) for k, v in sample.items()} if layout == "nhwc" else sample
+
+
+def aeq(recipe_name: str, what: str):
+    """An AI Edge Quantizer method applying one of its recipes to the fp32 .tflite."""
+    def method(job: Job, cfg: QuantizeConfig) -> Quantized:
+        from ai_edge_quantizer import quantizer, recipe
+
+        from edgepress.compress import export
+
+        if cfg.exclude:
+            raise UserError(f"keeping layers in float is supported for int8 and ONNX dynamic, "
+                            f"not for tflite {cfg.precision}")
+        with export.quiet():
+            q = quantizer.Quantizer(str(job.fp32_path), _RECIPES[recipe_name](recipe))
+            result = q.quantize(enable_progress_report=False)
+        job.out_path.write_bytes(bytes(result.quantized_model))
+        return Quantized(job.out_path, {"method": what, "library": "ai-edge-quantizer",
+                                        "recipe": recipe_name})
+    method.__name__ = f"_aeq_{recipe_name}"
+    return method
+
+
+def _fp16_recipe(recipe):
+    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                              num_bits=16,
+                              algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+    return rm.get_quantization_recipe()
+
+
+_RECIPES = {"dynamic_wi8_afp32": lambda r: r.dynamic_wi8_afp32(),
+            "weight_only_wi8_afp32": lambda r: r.weight_only_wi8_afp32(),
+            "float_casting_wf16": _fp16_recipe}
