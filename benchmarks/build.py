@@ -85,13 +85,13 @@ def data_for(name: str, calib_samples: int, work: Path) -> dict:
             "train": str(DIGITS_DATA / "train.npz"), "val": str(DIGITS_DATA / "val.npz")}
 
 
-def run_recipe(name: str, recipe: str, out: Path, data: dict, epochs: int) -> None:
+def run_recipe(name: str, recipe: str, out: Path, data: dict, epochs: int, fmt: str) -> None:
     from edgepress.compress import pipeline
 
     source, input_shapes = MODELS[name] if name in MODELS else (REAL[name].source(),
                                                                 REAL[name].input_shapes)
     fields = {**RECIPES[recipe], **{k: v for k, v in data.items() if k != "splits"},
-              "formats": formats_of(name)}
+              "formats": (fmt,)}
     if "distill" not in fields:
         fields.pop("train", None), fields.pop("val", None)
     if not fields["quantize"]:  # fp32 alone: calibration and selection data have no use
@@ -111,9 +111,9 @@ def entries(name: str, recipe: str, out: Path, base: Path, calib: str) -> list[d
     folder = RECIPES[recipe]["quantize"][0]  # the pipeline names bundles <fmt>-<precision>
     return [{"model": name, "tool": "edgepress",
              "recipe": LABELS[recipe] if p == "int8" else "fp32", "format": fmt, "precision": p,
-             "bundle": str(out / f"{fmt}-{folder if p == 'int8' else p}"),
-             "reference": str(base / f"{fmt}-fp32"),
-             "macs_of": str(out / f"{fmt}-fp32"), "calib": calib}
+             "bundle": str(out / fmt / f"{fmt}-{folder if p == 'int8' else p}"),
+             "reference": str(base / fmt / f"{fmt}-fp32"),
+             "macs_of": str(out / fmt / f"{fmt}-fp32"), "calib": calib}
             for fmt in formats_of(name) for p in precisions]
 
 
@@ -125,11 +125,12 @@ def peer_entries(name: str, work: Path, data: dict) -> list[dict]:
             continue  # an ONNX source has no TFLite model; random weights get the int8 peers
         row = {"model": name, "tool": peer, "recipe": "int8", "format": fmt,
                "precision": "int8", "bundle": str(work / name / peer),
-               "reference": str(base / f"{fmt}-fp32"), "macs_of": str(base / f"{fmt}-fp32"),
+               "reference": str(base / fmt / f"{fmt}-fp32"),
+               "macs_of": str(base / fmt / f"{fmt}-fp32"),
                "calib": describe_calib(data)}
         t0 = time.time()
         try:
-            record = peers.apply(peer, base / f"{fmt}-fp32", data["calib"],
+            record = peers.apply(peer, base / fmt / f"{fmt}-fp32", data["calib"],
                                  data.get("calib_samples"), Path(row["bundle"]), transformer)
             row["call"] = f"{record['call']} ({record['library']} {record['version']})"
         except peers.Unavailable as e:
@@ -156,7 +157,7 @@ def eval_data(name: str, work: Path, samples: int, data: dict) -> str:
         return data["splits"]["eval"]
     if name == "digits":
         return str(DIGITS_DATA / "eval.npz")
-    bundle = artifact.open_bundle(work / name / "int8" / "onnx-fp32")
+    bundle = artifact.open_bundle(work / name / "int8" / "onnx" / "onnx-fp32")
     samples = 2 if name == PEAK else samples  # its speed is what counts, not its outputs
     arrays = shapes.random_inputs(bundle.inputs, samples, seed=1)
     path = work / name / "eval.npz"
@@ -184,28 +185,32 @@ def build_model(name: str, recipes: list, work: Path, args) -> list[dict]:
 
 
 def build_recipe(name: str, recipe: str, work: Path, data: dict, epochs: int) -> list[dict]:
-    """The recipe's rows; a failure is recorded in them (one recipe failing is a row, not the
-    suite's end). When int8 fails, the fp32 bundles are built alone so the peers still run."""
+    """The recipe's rows, one pipeline run per format (a TFLite failure must not take the ONNX
+    artifact with it); a failure is recorded in its rows (one recipe failing is a row, not the
+    suite's end). When int8 fails, the fp32 bundle is built alone so the peers still run."""
     out, t0 = work / name / recipe, time.time()
     made = entries(name, recipe, out, work / name / "int8", describe_calib(data))
-    try:
-        run_recipe(name, recipe, out, data, epochs)
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        reason = f"edgepress {LABELS[recipe]} failed: {type(e).__name__}: {_first(e)}"
-        for row in made:
+    for fmt in formats_of(name):
+        try:
+            run_recipe(name, recipe, out / fmt, data, epochs, fmt)
+            continue
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            reason = f"edgepress {LABELS[recipe]} failed: {type(e).__name__}: {_first(e)}"
+        mine = [r for r in made if r["format"] == fmt]
+        for row in mine:
             row["error"] = reason
-        if recipe == "int8" and _fp32_alone(name, out, data):
-            for row in made:
+        if recipe == "int8" and _fp32_alone(name, out / fmt, data, fmt):
+            for row in mine:
                 if row["precision"] == "fp32":
                     del row["error"]
     say(f"  {name} {LABELS[recipe]}: {time.time() - t0:.0f} s")
     return made
 
 
-def _fp32_alone(name: str, out: Path, data: dict) -> bool:
+def _fp32_alone(name: str, out: Path, data: dict, fmt: str) -> bool:
     try:
-        run_recipe(name, "fp32", out, data, 0)
+        run_recipe(name, "fp32", out, data, 0, fmt)
         return True
     except Exception:  # noqa: BLE001 - the fp32 rows keep the int8 recipe's reason
         traceback.print_exc()

@@ -104,7 +104,9 @@ def _head_cell(rows, model, fmt, tool) -> str:
     if row.get("error"):
         return "failed: " + _short(row["error"])
     recipe = f" ({row['recipe']})" if tool == "edgepress" and row["recipe"] != "int8" else ""
-    return f"{value_text(row)}{recipe}, {row['runs']['1']['p50_ms']:.3f} ms"
+    plain = find(rows, model, tool, "int8", fmt) if tool == "edgepress" else None
+    failed = "; int8 failed" if plain is not None and plain.get("error") else ""
+    return f"{value_text(row)}{recipe}, {row['runs']['1']['p50_ms']:.3f} ms{failed}"
 
 
 def _short(error: str) -> str:
@@ -135,7 +137,8 @@ def _suite_note(s: dict) -> str:
             f"measured; vs_ort_default_p50 is the geometric mean over models of edgepress int8 "
             f"ONNX p50 / onnxruntime quantize_static defaults' int8 p50 at 1 thread "
             f"({s['pairs']} models: {per}); vs_ort_default_drop the mean of edgepress minus that "
-            f"peer's metric in points; tflite_vs_aeq_p50 the same ratio for edgepress int8 "
+            f"peer's metric in points, over the models with a real metric (not random "
+            f"weights); tflite_vs_aeq_p50 the same ratio for edgepress int8 "
             f"TFLite over AI Edge Quantizer's default static recipe ({s['tflite_pairs']} "
             f"models: {tfl}); real_vs_best_peer the mean over real models of edgepress's best "
             f"int8 task metric minus the best non-broken peer's ({real}).")
