@@ -123,7 +123,8 @@ def render(out: Path) -> dict:
     rows = saved["rows"]
     summary = figures.suite(rows)
     ctx = {**saved["context"], "rows": rows, "peer_calls": _peer_calls(rows),
-           "errors": sorted({r["error"] for r in rows if r.get("error")})}
+           "errors": [f"{r['model']} {r['tool']} {r['recipe']} {r['format']}: {r['error']}"
+                      for r in rows if r.get("error")]}
     md = ("# edgepress benchmark suite\n\n## int8: edgepress beside the peers (real models "
           "first: task metric, p50 at 1 thread)\n\n" + tables.head_to_head(rows)
           + "\n## Every artifact\n\n" + tables.table(rows) + "\n## Notes\n\n"
@@ -140,12 +141,14 @@ def draw(out: Path, rows: list[dict]) -> None:
 
 
 def _peer_calls(rows: list[dict]) -> dict:
-    """Each peer's call as made (from a row where it ran), else why it never ran."""
-    calls = {name: "not run" for name in PEERS}
+    """Each peer's calls as made (each distinct one, with the first model it was made on), else
+    why it never ran."""
+    calls = {name: {} for name in PEERS}
     for r in rows:
-        if r["tool"] in PEERS and (r.get("call") or calls[r["tool"]] == "not run"):
-            calls[r["tool"]] = r.get("call") or f"not available: {r.get('error')}"
-    return calls
+        if r["tool"] in PEERS and r.get("call"):
+            calls[r["tool"]].setdefault(r["call"], r["model"])
+    return {name: "; ".join(f"`{c}` (e.g. {m})" for c, m in made.items()) or "not run"
+            for name, made in calls.items()}
 
 
 def main(argv=None) -> int:

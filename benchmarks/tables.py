@@ -225,5 +225,5 @@ def _roofline_note(host: dict, s: dict) -> str:
 
 
 def _peers_note(calls: dict) -> str:
-    listed = "; ".join(f"{name}: `{call}`" for name, call in calls.items())
+    listed = "; ".join(f"{name}: {call}" for name, call in calls.items())
     return f"Peers, each as its users run it, on the same fp32 model file: {listed}."
