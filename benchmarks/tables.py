@@ -118,7 +118,7 @@ def notes(ctx: dict, summary: dict) -> str:
     lines = [f"Command: `{ctx['command']}` ({ctx['wall_s'] / 60:.1f} min wall).",
              _suite_note(summary), _efficiency_note(summary), _size_note(summary),
              _host_note(ctx), _real_note(ctx["rows"]), _random_note(ctx),
-             _metric_note(ctx["rows"]), _calib_note(ctx["rows"]),
+             _metric_note(ctx["rows"]), _cosine_note(ctx["rows"]), _calib_note(ctx["rows"]),
              (f"Latency: p50 of `edgepress bench` ({ctx['protocol']}), 1T/2T = 1 and 2 "
               f"threads; onnxruntime for .onnx, LiteRT (XNNPACK) for .tflite."),
              _roofline_note(ctx["host"], summary), _peers_note(ctx["peer_calls"])]
@@ -203,6 +203,17 @@ def _metric_note(rows: list[dict]) -> str:
     return ("metric: digits accuracy on its test split (450 real images); real models their "
             f"task metric (benchmarks/tasks.py) on the eval split ({'; '.join(tasks)}). SNR dB: "
             "output SNR against the fp32 model of the same format on the same inputs.")
+
+
+def _cosine_note(rows: list[dict]) -> str:
+    """The sentence embeddings' worst and mean cosine to fp32, per int8 artifact."""
+    listed = "; ".join(
+        f"{r['model']} {r['tool']} {r['recipe']} {r['format']} {d['worst_cosine']:.3f} / "
+        f"{d['mean_cosine']:.3f}" for r in rows if r.get("task") == "embedding"
+        and not r.get("error") and r["precision"] == "int8"
+        for d in [r["task_detail"]])
+    return (f"Sentence embeddings, cosine to fp32 (worst / mean over the eval sentences): "
+            f"{listed or 'none in this run'}.")
 
 
 def _calib_note(rows: list[dict]) -> str:
