@@ -81,6 +81,7 @@ def _bins_run(loss, labelled, metric="auto"):
 def test_multilabel_teacher_is_distilled_with_bce(labelled):
     before, result = _bins_run("auto", labelled)
     assert result.metric == "multilabel"  # auto: a sigmoid head gets the multi-label metric
+    assert result.trained_on["loss"] == "sigmoid"
     assert result.metric_name == "multilabel vs teacher"  # the held-out set has no labels
     assert all(np.isfinite(h["loss"]) for h in result.history)
     assert result.best_metric > max(0.85, before + 0.15), (before, result.history)

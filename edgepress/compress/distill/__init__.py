@@ -48,10 +48,12 @@ class DistillResult:
     metric: str = "top1"  # the metric as resolved: top1, multilabel or module:function
     resumed_from: int | None = None
     rank: int = 0  # this process's rank under torchrun (only rank 0 writes outputs)
+    trained_on: dict = field(default_factory=dict)  # device, processes, amp, loss
 
     def figures(self) -> dict:
         return {"epochs_run": len(self.history), "best_epoch": self.best_epoch,
                 "metric": self.metric_name, "best_metric": self.best_metric,
+                "trained_on": self.trained_on,
                 "resumed_from_epoch": self.resumed_from, "history": self.history}
 
 
@@ -101,7 +103,10 @@ def fit(student: nn.Module, teacher: nn.Module, cfg: DistillConfig, train, val=N
     pairs = [pair.to(where) for pair in METHODS[cfg.method](student, teacher, cfg, x)]
     loop = trainer.Trainer(student, teacher, cfg, pairs, run)
     result = DistillResult(student, metric_name=_metric_name(name, labelled), metric=name,
-                           rank=rank)
+                           rank=rank, trained_on={
+                               "device": str(where), "processes": world, "amp": cfg.amp,
+                               "loss": run.kind.family, "teacher_outputs": "per step" if pairs
+                               else "cached"})
     show = progress and rank == 0
     for epoch in range(loop.resume(cfg, result), cfg.epochs):
         loss = loop.epoch(x, y, None if loop.pairs else t_train, epoch, show)

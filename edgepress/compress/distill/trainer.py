@@ -36,7 +36,7 @@ class Trainer:
 
     def __init__(self, student, teacher, cfg, pairs, run):
         self.student, self.teacher, self.cfg, self.pairs = student, teacher, cfg, pairs
-        self.run = run  # device, amp, kind, seed, world: what fit decided for this run
+        self.run = run  # device, output kind, rank, world, steps, seed: decided once by fit
         self.model = dev.wrap(student, run.world, run.device)
         params = list(student.parameters()) + [p for pr in pairs for p in pr.parameters()]
         self.opt = (torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
