@@ -117,6 +117,16 @@ class Distill:
                                    "--distill-feature-weight")
     patience: int = option(0, "early stopping: epochs without a better validation metric (0: "
                            "off)", "--distill-patience")
+    loss: str = option("auto", "softmax (KL + cross-entropy) or sigmoid (binary cross-entropy, "
+                       "multi-label); auto: sigmoid when the teacher outputs probabilities that "
+                       "do not sum to 1", "--distill-loss")
+    metric: str = option("auto", "top1, multilabel or module:function(outputs, reference) -> "
+                         "float, for early stopping and reports; auto: follows the loss",
+                         "--distill-metric")
+    train_device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N; under "
+                               "torchrun each rank takes cuda:LOCAL_RANK", "--train-device")
+    amp: str | None = option(None, "mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA); unset: "
+                             "fp32", "--amp", kind="str")
     checkpoint_dir: str | None = option(None, "checkpoint every epoch; a rerun resumes from it",
                                         "--distill-checkpoint", key="checkpoint", kind="path",
                                         metavar="DIR")

@@ -155,12 +155,18 @@ _DDP_SCRIPT = textwrap.dedent("""
     from edgepress.compress import distill
     torch.set_num_threads(1)
     teacher, x, y = _teacher_and_data()
-    cfg = distill.DistillConfig(epochs=8, batch_size=32, lr=1e-2, checkpoint_dir={ckpt!r})
-    result = distill.fit(_student(), teacher, cfg, _Data(x, y), progress=False)
+    student, seen = _student(), []
+    student.register_forward_pre_hook(
+        lambda m, args, kw: seen.extend(kw["x"].sum(-1).tolist()) if m.training else None,
+        with_kwargs=True)
+    cfg = distill.DistillConfig(epochs=8, batch_size=32, lr=1e-2, checkpoint_dir={ckpt!r},
+                                train_device="auto")
+    result = distill.fit(student, teacher, cfg, _Data(x, y), progress=False)
     rank = int(os.environ.get("RANK", 0))
     with open(os.path.join({out!r}, f"rank{{rank}}.json"), "w") as f:
-        json.dump({{"metric": result.best_metric,
-                    "weight": result.model.inner[0].weight.sum().item()}}, f)
+        json.dump({{"metric": result.best_metric, "backend": torch.distributed.get_backend(),
+                    "weight": result.model.inner[0].weight.sum().item(),
+                    "seen": seen[:len(x) // 2]}}, f)  # the first epoch's samples
 """)
 
 
@@ -178,8 +184,13 @@ def test_ddp_two_gloo_processes_match_one(tmp_path):
     proc = subprocess.run(torchrun, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
-    assert r0 == r1
+    assert r0["backend"] == r1["backend"] == "gloo"  # a CPU train device: gloo, not NCCL
+    # each rank trains on its own half of the samples (a DistributedSampler-style split)
     teacher, x, y = _teacher_and_data()
+    every = sorted(x.sum(-1).tolist())
+    np.testing.assert_allclose(sorted(r0["seen"] + r1["seen"]), every, rtol=1e-5)
+    assert len(r0["seen"]) == len(r1["seen"]) == len(x) // 2
+    assert r0["weight"] == r1["weight"] and r0["metric"] == r1["metric"]
     single = distill.fit(_student(), teacher,
                            distill.DistillConfig(epochs=8, batch_size=32, lr=1e-2),
                            _Data(x, y), progress=False)

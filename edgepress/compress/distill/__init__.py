@@ -1,12 +1,15 @@
 """distill: train a student to match a teacher (Hinton-style logit KD, optional feature KD).
 
-The loss mixes KL divergence on temperature-softened logits (scaled by T^2 so its gradients keep
-their size as T changes) with the task loss (cross-entropy, when the data has labels); without
-labels it is pure KD. Feature KD adds an MSE between named layer pairs, through a learned 1x1 /
-linear projection when their widths differ. Early stopping on the validation metric keeps the
-best weights; a checkpoint after every epoch lets an interrupted run resume. Under torchrun
-(torch.distributed initialised by env vars) the student is wrapped in DDP, data is sharded by
-rank, and only rank 0 writes.
+The loss mixes the KD term on temperature-softened outputs (scaled by T^2 so its gradients keep
+their size as T changes) with the task loss (on the labels, or on the teacher's decisions without
+them), for softmax heads (KL + cross-entropy) or sigmoid / multi-label ones (binary cross-entropy
+against the teacher's probabilities), chosen from what the teacher outputs (losses.py). Feature
+KD adds an MSE between named layer pairs, through a learned 1x1 / linear projection when their
+widths differ. Early stopping on the task metric (metrics.py) keeps the best weights; a
+checkpoint after every epoch lets an interrupted run resume. Training runs on --train-device,
+optionally under autocast (device.py); under torchrun (torch.distributed initialised by env vars)
+the student is wrapped in DDP, one device per rank, data is sharded by rank, and only rank 0
+writes.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import torch
 from torch import nn
 
 from edgepress.compress import calibrate, load
-from edgepress.compress.distill import features, trainer
-from edgepress.compress.distill.trainer import CHECKPOINT, as_tensors, kd_loss
+from edgepress.compress.distill import device, features, losses, metrics, trainer
+from edgepress.compress.distill.losses import kd_loss, sigmoid_kd_loss
+from edgepress.compress.distill.trainer import CHECKPOINT, as_tensors
 from edgepress.options import Distill
 from edgepress.errors import UserError, one_of
 
 __all__ = ["CHECKPOINT", "DistillConfig", "DistillResult", "METHODS", "apply", "as_tensors",
-           "check", "describe", "evaluate", "fit", "kd_loss", "split_teacher"]
+           "check", "describe", "evaluate", "fit", "kd_loss", "sigmoid_kd_loss", "split_teacher"]
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -40,22 +44,27 @@ class DistillResult:
     history: list = field(default_factory=list)  # per epoch: loss, metric
     best_epoch: int = -1
     best_metric: float | None = None
-    metric_name: str = ""
+    metric_name: str = ""  # as reports print it
+    metric: str = "top1"  # the metric as resolved: top1, multilabel or module:function
     resumed_from: int | None = None
     rank: int = 0  # this process's rank under torchrun (only rank 0 writes outputs)
+    trained_on: dict = field(default_factory=dict)  # device, processes, amp, loss
 
     def figures(self) -> dict:
         return {"epochs_run": len(self.history), "best_epoch": self.best_epoch,
                 "metric": self.metric_name, "best_metric": self.best_metric,
+                "trained_on": self.trained_on,
                 "resumed_from_epoch": self.resumed_from, "history": self.history}
 
 
 def check(cfg: DistillConfig) -> DistillConfig:
-    """The [distill] options that cannot mean anything, named; no method means logits."""
+    """The [distill] options that cannot mean anything, named; no method means logits. A CUDA
+    train device where there is none is refused here, before any work."""
     cfg = replace(cfg, method=cfg.method or "logits")
     one_of("distill method", cfg.method, METHODS)
     one_of("distill optimizer", cfg.optimizer, OPTIMIZERS)
     one_of("distill schedule", cfg.schedule, SCHEDULES)
+    one_of("distill loss", cfg.loss, losses.LOSSES)
     for name, value, ok in (("epochs", cfg.epochs, cfg.epochs >= 1),
                             ("batch_size", cfg.batch_size, cfg.batch_size >= 1),
                             ("lr", cfg.lr, cfg.lr > 0), ("temperature", cfg.temperature,
@@ -67,36 +76,67 @@ def check(cfg: DistillConfig) -> DistillConfig:
     if cfg.method == "features" and not cfg.features:
         raise UserError("distill method 'features' needs layer pairs: features = "
                         "[\"student.layer=teacher.layer\", ...]")
+    device.check_amp(cfg.amp, device.resolve(cfg.train_device))
     return cfg
 
 
 def fit(student: nn.Module, teacher: nn.Module, cfg: DistillConfig, train, val=None,
         progress: bool = True, seed: int = 0) -> DistillResult:
-    """Distills `teacher` into `student` (modified in place and returned in the result).
+    """Distills `teacher` into `student` (modified in place, returned in the result, on the CPU
+    whichever device trained it, so export does not depend on where training ran).
 
     `train` / `val` are calibrate.Dataset-like objects (labelled() yields (sample, label)).
     """
     cfg = check(cfg)
     torch.manual_seed(seed)
-    rank, world = trainer.dist_info()
+    where = device.resolve(cfg.train_device)
+    rank, world = device.dist_info(where)
     x, y = as_tensors(train)
-    vx, vy = as_tensors(val) if val is not None else (x, y)
-    teacher = teacher.eval()
-    pairs = METHODS[cfg.method](student, teacher, cfg, x)
-    loop = trainer.Trainer(student, teacher, cfg, pairs, world,
-                           steps=trainer.steps(cfg, x, world), seed=seed)
-    result = DistillResult(student, metric_name="accuracy" if vy is not None else
-                           "agreement with teacher", rank=rank)
+    teacher, student = teacher.eval().to(where), student.to(where)
+    # The teacher is frozen and the data not augmented: its outputs are computed once, and
+    # reused by every epoch (feature KD still runs it each step for its layers' outputs).
+    t_train = trainer.outputs(teacher, x, where, cfg.amp)
+    run = trainer.Run(where, losses.detect(t_train, cfg.loss), rank, world,
+                      trainer.steps(cfg, x, world), seed)
+    name, metric = metrics.resolve(cfg.metric, run.kind)
+    vx, ref, labelled = _validation(val, x, y, t_train, teacher, run, cfg.amp)
+    pairs = [pair.to(where) for pair in METHODS[cfg.method](student, teacher, cfg, x)]
+    loop = trainer.Trainer(student, teacher, cfg, pairs, run)
+    result = DistillResult(student, metric_name=_metric_name(name, labelled), metric=name,
+                           rank=rank, trained_on={
+                               "device": str(where), "processes": world, "amp": cfg.amp,
+                               "loss": run.kind.family, "teacher_outputs": "per step" if pairs
+                               else "cached"})
+    show = progress and rank == 0
     for epoch in range(loop.resume(cfg, result), cfg.epochs):
-        loss = loop.epoch(x, y, epoch, rank, world, progress and rank == 0)
-        _record(result, loop, epoch, loss, evaluate(student, teacher, vx, vy),
-                progress and rank == 0)
-        loop.save(cfg, result, epoch, rank)
+        loss = loop.epoch(x, y, None if loop.pairs else t_train, epoch, show)
+        score = metric(trainer.outputs(student, vx, where, cfg.amp).cpu(), ref)
+        _record(result, loop, epoch, loss, score, show)
+        loop.save(cfg, result, epoch)
         if cfg.patience and epoch - result.best_epoch >= cfg.patience:
             break  # early stopping: the validation metric stopped improving
     student.load_state_dict(loop.best_state)
     loop.close()
+    teacher.cpu()
+    student.cpu()
     return result
+
+
+def _validation(val, x, y, t_train, teacher, run, amp):
+    """(inputs, reference, labelled): what the metric scores the student on, against the labels,
+    else the teacher's outputs (the cached ones when it validates on the training set)."""
+    if val is None:
+        return x, (y if y is not None else t_train.cpu()), y is not None
+    vx, vy = as_tensors(val)
+    if vy is not None:
+        return vx, vy, True
+    return vx, trainer.outputs(teacher, vx, run.device, amp).cpu(), False
+
+
+def _metric_name(name: str, labelled: bool) -> str:
+    if name == "top1":
+        return "accuracy" if labelled else "agreement with teacher"
+    return name if labelled else f"{name} vs teacher"
 
 
 def _record(result, loop, epoch: int, loss: float, metric: float, show: bool) -> None:
@@ -109,14 +149,14 @@ def _record(result, loop, epoch: int, loss: float, metric: float, show: bool) ->
         loop.best_state = copy.deepcopy(result.model.state_dict())
 
 
-def evaluate(model, teacher, x: dict, y) -> float:
-    """Accuracy with labels, else top-1 agreement with the teacher (fraction in [0, 1])."""
-    model.eval()
-    with torch.no_grad():
-        pred = torch.cat([trainer.logits(model(**b)).argmax(-1) for b in trainer.chunks(x, 256)])
-        if y is None:
-            y = torch.cat([trainer.logits(teacher(**b)).argmax(-1) for b in trainer.chunks(x, 256)])
-    return float((pred.reshape(-1) == y.reshape(-1)).float().mean())
+def evaluate(model, teacher, x: dict, y, metric: str = Distill.metric,
+             loss: str = Distill.loss) -> float:
+    """The task metric of `model` on `x` (on the CPU): against labels `y`, else against the
+    teacher's outputs (top-1: accuracy / agreement, a fraction in [0, 1])."""
+    cpu = torch.device("cpu")
+    t_out = trainer.outputs(teacher, x, cpu)
+    _, fn = metrics.resolve(metric, losses.detect(t_out, loss))
+    return fn(trainer.outputs(model, x, cpu), y if y is not None else t_out)
 
 
 METHODS = {"logits": features.logits_only, "features": features.with_features}
@@ -165,8 +205,8 @@ def apply(state, cfg: Distill):
     if data.eval:  # the teacher's own score on the held-out data, for the summary
         ex, ey = as_tensors(calibrate.open_option(data.eval, state.loaded, data))
         state.stages["distill"]["teacher_eval"] = {
-            "metric": "accuracy" if ey is not None else "agreement",
-            "value": evaluate(state.teacher, state.teacher, ex, ey)}
+            "metric": _metric_name(result.metric, ey is not None),
+            "value": evaluate(state.teacher, state.teacher, ex, ey, cfg.metric, cfg.loss)}
     return state
 
 

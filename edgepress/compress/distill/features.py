@@ -54,7 +54,8 @@ class _FeaturePair(nn.Module):
         self.s_out = self.t_out = None
 
     def loss(self) -> torch.Tensor:
-        return F.mse_loss(self.proj(self.s_out), self.t_out.detach())
+        # fp32 whatever autocast produced the captured outputs: the loss is computed outside it
+        return F.mse_loss(self.proj(self.s_out.float()), self.t_out.detach().float())
 
     def remove(self) -> None:
         for h in self._hooks:

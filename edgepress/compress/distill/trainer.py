@@ -1,54 +1,66 @@
-"""The training loop behind distill.fit: optimizer, schedule, the KD loss, checkpoints that let
-an interrupted run resume, and torchrun (DDP, data sharded by rank)."""
+"""The training loop behind distill.fit: optimizer, schedule, the loss on the train device
+(mixed precision optional), checkpoints that let an interrupted run resume (on any device kind),
+and torchrun (DDP, data sharded by rank)."""
 
 from __future__ import annotations
 
 import copy
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from edgepress.compress import load
+from edgepress.compress.distill import device as dev, losses
 from edgepress.errors import UserError
 
 CHECKPOINT = "last.pt"
 
 
-def kd_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
-    """T^2 * KL(softmax(teacher/T) || softmax(student/T)), averaged over the batch."""
-    t = temperature
-    log_p_s = F.log_softmax(student_logits / t, dim=-1)
-    log_p_t = F.log_softmax(teacher_logits / t, dim=-1)
-    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+@dataclass(frozen=True)
+class Run:
+    """What fit decides once for a run."""
+    device: torch.device
+    kind: losses.Output
+    rank: int
+    world: int
+    steps: int
+    seed: int
 
 
 class Trainer:
     """Optimizer, schedule, loss and checkpoints for one distillation run."""
 
-    def __init__(self, student, teacher, cfg, pairs, world, steps, seed):
+    def __init__(self, student, teacher, cfg, pairs, run):
         self.student, self.teacher, self.cfg, self.pairs = student, teacher, cfg, pairs
-        self.seed = seed
-        self.model = _maybe_ddp(student, world)
+        self.run = run  # device, output kind, rank, world, steps, seed: decided once by fit
+        self.model = dev.wrap(student, run.world, run.device)
         params = list(student.parameters()) + [p for pr in pairs for p in pr.parameters()]
         self.opt = (torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
                     if cfg.optimizer == "adamw" else
                     torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay,
                                     nesterov=True))
-        self.sched = _schedule(self.opt, cfg, steps)
+        self.sched = _schedule(self.opt, cfg, run.steps)
+        self.scaler = dev.scaler(cfg.amp, run.device)
         self.best_state = copy.deepcopy(student.state_dict())
 
-    def epoch(self, x, y, epoch, rank, world, progress) -> float:
+    def epoch(self, x, y, t_out, epoch, progress) -> float:
+        """One pass over this rank's shard. `t_out`: the teacher's cached outputs (None: the
+        teacher runs every step, as feature KD needs its hooks to fire)."""
+        run = self.run
         self.student.train()
-        order = _shard(torch.randperm(samples_in(x), generator=_gen(self.seed, epoch)), rank, world)
-        per_rank = max(1, self.cfg.batch_size // world)  # same global batch as one process
+        order = _shard(torch.randperm(samples_in(x), generator=_gen(run.seed, epoch)), run.rank,
+                       run.world)
+        per_rank = max(1, self.cfg.batch_size // run.world)  # same global batch as one process
         total, count = 0.0, 0
         bar = _bar(math.ceil(len(order) / per_rank), epoch, self.cfg.epochs, progress)
         for idx in order.split(per_rank):
-            loss = self.step({k: v[idx] for k, v in x.items()}, None if y is None else y[idx])
+            batch = {k: v[idx].to(run.device) for k, v in x.items()}
+            loss = self.step(batch, None if y is None else y[idx].to(run.device),
+                             None if t_out is None else t_out[idx])
             total, count = total + loss * len(idx), count + len(idx)
             if bar is not None:
                 bar.set_postfix(loss=f"{loss:.4f}")
@@ -57,32 +69,43 @@ class Trainer:
             bar.close()
         return total / max(count, 1)
 
-    def step(self, batch, labels) -> float:
+    def step(self, batch, labels, t_out) -> float:
         for pair in self.pairs:
             pair.clear()
-        with torch.no_grad():
-            t_logits = logits(self.teacher(**batch))
-        s_logits = logits(self.model(**batch))
-        loss = self.cfg.alpha * kd_loss(s_logits, t_logits, self.cfg.temperature)
-        if labels is not None:
-            loss = loss + (1 - self.cfg.alpha) * F.cross_entropy(s_logits, labels)
-        elif self.cfg.alpha < 1:  # unlabeled: the teacher's argmax stands in for labels
-            loss = loss + (1 - self.cfg.alpha) * F.cross_entropy(s_logits, t_logits.argmax(-1))
-        for pair in self.pairs:
-            loss = loss + self.cfg.feature_weight * pair.loss()
+        with dev.autocast(self.cfg.amp, self.run.device):
+            if t_out is None:
+                with torch.no_grad():
+                    t_out = first(self.teacher(**batch))
+            s_out = first(self.model(**batch))
+        loss = self._loss(s_out, t_out, labels)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         if self.sched is not None:
             self.sched.step()
         return float(loss.detach())
 
-    def save(self, cfg, result, epoch, rank) -> None:
-        if cfg.checkpoint_dir is None or rank != 0:
+    def _loss(self, s_out, t_out, labels) -> torch.Tensor:
+        """alpha * KD + (1 - alpha) * the task loss (the teacher's decisions without labels),
+        plus the feature terms; in fp32 whatever autocast ran the forward passes in."""
+        cfg, kind = self.cfg, self.run.kind
+        loss = cfg.alpha * losses.kd(kind, s_out, t_out, cfg.temperature)
+        if labels is None and cfg.alpha < 1:
+            labels = losses.hard_labels(kind, t_out)
+        if labels is not None:
+            loss = loss + (1 - cfg.alpha) * losses.task(kind, s_out, labels)
+        for pair in self.pairs:
+            loss = loss + cfg.feature_weight * pair.loss().float()
+        return loss
+
+    def save(self, cfg, result, epoch) -> None:
+        if cfg.checkpoint_dir is None or self.run.rank != 0:
             return
         state = {"epoch": epoch, "student": self.student.state_dict(),
                  "best": self.best_state, "optimizer": self.opt.state_dict(),
                  "scheduler": self.sched.state_dict() if self.sched is not None else {},
+                 "scaler": self.scaler.state_dict(),
                  "pairs": [p.state_dict() for p in self.pairs],
                  "history": result.history, "best_epoch": result.best_epoch,
                  "best_metric": result.best_metric}
@@ -96,7 +119,9 @@ class Trainer:
         path = Path(cfg.checkpoint_dir or "") / CHECKPOINT
         if cfg.checkpoint_dir is None or not path.is_file():
             return 0
-        try:  # our own file, still read without executing anything
+        try:  # our own file, still read without executing anything; tensors land on the CPU
+            # whichever device wrote them, and load_state_dict copies them to where the student
+            # and the optimizer's parameters now live: a resume may change device kind
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.student.load_state_dict(state["student"])
         except Exception as e:
@@ -106,6 +131,8 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         if self.sched is not None and state["scheduler"]:
             self.sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):  # fp16's loss scale, as it had adapted (empty when off)
+            self.scaler.load_state_dict(state["scaler"])
         for pair, s in zip(self.pairs, state["pairs"]):
             pair.load_state_dict(s)
         result.history = list(state["history"])
@@ -128,7 +155,10 @@ def as_tensors(data):
     x = {k: torch.from_numpy(np.concatenate([s[k] for s in samples])) for k in samples[0]}
     if any(label is None for label in labels):
         return x, None
-    return x, torch.as_tensor(np.asarray(labels)).long().reshape(-1)
+    labels = np.asarray(labels)
+    if labels.size == len(samples):  # one class index per sample
+        return x, torch.as_tensor(labels).long().reshape(-1)
+    return x, torch.as_tensor(labels).float().reshape(len(samples), -1)  # multi-hot
 
 
 def samples_in(x: dict) -> int:
@@ -140,11 +170,20 @@ def chunks(x: dict, size: int):
         yield {k: v[i:i + size] for k, v in x.items()}
 
 
-def logits(out) -> torch.Tensor:
+def first(out) -> torch.Tensor:
+    """The output the losses and the metric read: the model's first."""
     return load.outputs(out)[0]
 
 
-def steps(cfg, x, world) -> int:
+def outputs(model, x: dict, device, amp=None) -> torch.Tensor:
+    """`model`'s first output over all of `x`, in eval mode, in fp32 on `device`."""
+    model.eval()
+    with torch.no_grad(), dev.autocast(amp, device):
+        return torch.cat([first(model(**{k: v.to(device) for k, v in b.items()})).float()
+                          for b in chunks(x, 256)])
+
+
+def steps(cfg, x, world: int) -> int:
     per_rank = max(1, cfg.batch_size // world)
     return cfg.epochs * math.ceil(math.ceil(samples_in(x) / world) / per_rank)
 
@@ -164,27 +203,6 @@ def _gen(seed: int, epoch: int) -> torch.Generator:
 
 def _shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return order[rank::world]
-
-
-def dist_info() -> tuple[int, int]:
-    """(rank, world size): from torch.distributed when torchrun started us, else (0, 1)."""
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        return 0, 1
-    if not dist.is_initialized() and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if not dist.is_initialized():
-        return 0, 1
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _maybe_ddp(student, world):
-    if world == 1:
-        return student
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(student)
 
 
 def _bar(total: int, epoch: int, epochs: int, enabled: bool):
