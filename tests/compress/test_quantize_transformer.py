@@ -131,3 +131,15 @@ def test_record_names_gru_float_and_gemm_quantized(tmp_path):
     record = onnx_graph.record(tmp_path / "q.onnx")
     assert record["integer_ops"] == {"MatMulInteger": 1}
     assert record["float_weight_layers"] == ["gru"]
+
+
+def test_softmax_head_or_layernorm_alone_is_not_attention(tmp_path):
+    rng = np.random.default_rng(0)
+    src = _save([h.make_node("Gemm", ["x", "W"], ["g"]),
+                 h.make_node("LayerNormalization", ["g", "s"], ["n"], axis=-1),
+                 h.make_node("Softmax", ["n"], ["y"])],
+                [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                {"W": rng.standard_normal((8, 4)).astype(np.float32),
+                 "s": np.ones(4, np.float32)}, tmp_path / "head.onnx")
+    assert onnx_graph.attention(src) == {}

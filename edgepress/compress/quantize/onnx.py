@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import replace
 from pathlib import Path
 
 from edgepress.compress.quantize import onnx_graph
@@ -166,33 +167,35 @@ def static_int8_transformer(job: Job, cfg: QuantizeConfig) -> Quantized:
     weight-only (onnxruntime's dynamic GatherQuant: table int8, rows dequantized after Gather)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    signs = onnx_graph.attention(job.fp32_path)
-    final, job.out_path = job.out_path, work_dir(job) / "static-matmul.onnx"
-    try:
-        q = _static(job, cfg, {"method": "static int8 QDQ on MatMul/Gemm (transformer recipe), "
-                                         "per-channel weights, embedding tables weight-only",
-                               "attention": signs},
-                    op_types=["MatMul", "Gemm"], tag="transformer",
-                    extra={"OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]})
-    finally:
-        job.out_path = final
     from edgepress.compress import export
 
+    signs, work = onnx_graph.attention(job.fp32_path), work_dir(job)
+    inner = replace(job, out_path=work / "static-matmul.onnx", work=work)
+    q = _static(inner, cfg, {"method": "static int8 QDQ on MatMul/Gemm (transformer recipe), "
+                                       "per-channel weights, embedding tables weight-only",
+                             "attention": signs},
+                op_types=["MatMul", "Gemm"], tag="transformer",
+                extra={"OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]})
     with export.quiet():  # ORT warns the model "is already quantized": only Gather is left
-        quantize_dynamic(str(q.path), str(final), op_types_to_quantize=["Gather"],
-                         weight_type=QuantType.QUInt8, nodes_to_exclude=list(cfg.exclude))
-    q.figures["graph"] = onnx_graph.record(final)
+        quantize_dynamic(str(q.path), str(job.out_path), op_types_to_quantize=["Gather"],
+                         weight_type=QuantType.QUInt8, nodes_to_exclude=list(cfg.exclude),
+                         nodes_to_quantize=list(cfg.only) or None)
+    q.figures["graph"] = onnx_graph.record(job.out_path)
     q.figures["float_kept"] = _float_kept(q.figures["graph"], signs)
-    return Quantized(final, q.figures)
+    return Quantized(job.out_path, q.figures)
 
 
 static_int8_transformer.applies = lambda job: bool(onnx_graph.attention(job.fp32_path))
 
 
+def _signs(signs: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in signs.items() if k != "mask_constants")
+
+
 def _float_kept(graph: dict, signs: dict) -> dict:
     """Why the float ops of the written graph stayed float, from what was found in it."""
     why = {"activations": f"only MatMul/Gemm inputs are quantized: attention found "
-                          f"({', '.join(f'{k} {v}' for k, v in signs.items() if k != 'mask_constants')})",
+                          f"({_signs(signs)})",
            "outputs": "MatMul/Gemm outputs stay float (OpTypesToExcludeOutputQuantization)"}
     if signs.get("mask_constants"):
         why["mask"] = (f"additive mask constant(s) {signs['mask_constants'][:3]} of magnitude >= "

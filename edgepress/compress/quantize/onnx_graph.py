@@ -26,24 +26,29 @@ def _int_inputs(graph) -> set:
 
 
 def attention(path: Path) -> dict:
-    """The graph's signs of attention: Softmax, LayerNormalization, Gather on an integer graph
-    input (an embedding lookup), and constants big enough to be an additive mask. Empty when
-    none: then it is not treated as a transformer."""
+    """The graph's signs of attention: an embedding lookup (Gather on an integer graph input),
+    or a Softmax beside a MatMul of two activations (scores = Q x K^T); then also its
+    LayerNormalizations and any constant big enough to be an additive mask. Empty when neither:
+    a CNN with a softmax head or a LayerNorm is not treated as a transformer."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
     ints, ops = _int_inputs(graph), Counter(n.op_type for n in graph.node)
-    lookups = [n.name for n in graph.node if n.op_type == "Gather" and n.input[1] in ints]
-    signs = {k: v for k, v in (("Softmax", ops["Softmax"]),
-                               ("LayerNormalization", ops["LayerNormalization"]),
-                               ("embedding_lookups", len(lookups))) if v}
-    if not signs:
+    tensors = [(t.name, t) for t in graph.initializer] + [
+        (n.output[0], a.t) for n in graph.node if n.op_type == "Constant"
+        for a in n.attribute if a.name == "value"]
+    constant = {name for name, _t in tensors}
+    lookups = sum(1 for n in graph.node if n.op_type == "Gather" and n.input[1] in ints)
+    scores = sum(1 for n in graph.node if n.op_type == "MatMul"
+                 and not constant & set(n.input))
+    if not lookups and not (scores and ops["Softmax"]):
         return {}
-    tensors = list(graph.initializer) + [a.t for n in graph.node if n.op_type == "Constant"
-                                         for a in n.attribute if a.name == "value"]
-    masks = [t.name or "constant" for t in tensors if t.data_type == onnx.TensorProto.FLOAT
+    signs = {k: v for k, v in (("embedding_lookups", lookups), ("activation_matmuls", scores),
+                               ("Softmax", ops["Softmax"]),
+                               ("LayerNormalization", ops["LayerNormalization"])) if v}
+    masks = [name for name, t in tensors if t.data_type == onnx.TensorProto.FLOAT
              and np.abs(numpy_helper.to_array(t)).max(initial=0) >= MASK_MAGNITUDE]
     return {**signs, "mask_constants": masks}
 

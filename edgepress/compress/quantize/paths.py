@@ -39,8 +39,8 @@ PASSES = (("speed_guard", speed.guard), ("record_exclusions", _excluded), ("comp
 
 def run(job: Job, cfg: QuantizeConfig) -> Quantized:
     """Quantizes `job.fp32_path` (or the torch model) into `job.out_path` as `cfg` says: the
-    key's first candidate path, then every pass. (Every key has one candidate today; a key with
-    several is where a later stage measures each.)"""
+    key's first candidate that applies to this model, then every pass. (Measuring each candidate
+    and keeping the best is a later step of issue 15.)"""
     method = first_applicable(candidates(job, cfg), job)
     result = method(job, cfg)
     for _name, run_pass in PASSES:
