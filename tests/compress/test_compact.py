@@ -17,6 +17,7 @@ import torch
 from tiny_models import factory
 
 from edgepress.compress import calibrate, compact, load, quantize
+from edgepress.compress.quantize import paths
 from edgepress.runtime.session import Session
 
 
@@ -33,7 +34,8 @@ def raw_int8(cnn_bundles, tmp_path_factory):
         job = quantize.Job(loaded, fmt, cnn_bundles / f"{fmt}-fp32" / f"model.{fmt}",
                            tmp / f"raw.{fmt}", calib, {"x": torch.from_numpy(calib.first(1)["x"][0])},
                            work=tmp / f"work-{fmt}")
-        raw = quantize.METHODS[(fmt, "int8")][0](job, quantize.QuantizeConfig("int8")).path
+        method = paths.first_applicable(quantize.METHODS[(fmt, "int8")], job)
+        raw = method(job, quantize.QuantizeConfig("int8")).path
         small = tmp / f"compact.{fmt}"
         shutil.copyfile(raw, small)
         out[fmt] = (raw, small, compact.apply(small))

@@ -3,8 +3,11 @@
 - int8: quantize_static, QDQ format, per-channel s8 weights; activations u8 on x86 (ORT's u8s8
   kernels are its fast path: s8s8 measured 1.25-2x slower with VNNI), s8 on Arm. --calib-method
   picks ORT's calibrator.
-- dynamic: quantize_dynamic, MatMul/Gemm-type ops only (ORT's ConvInteger runs slower than float
-  Conv on CPU, so convolutions stay float).
+- int8 for transformers (the graph has Softmax / LayerNorm / an embedding lookup on an integer
+  input): quantize_static on MatMul/Gemm only, outputs float, embedding tables weight-only.
+- dynamic: quantize_dynamic, per-channel, MatMul (Gemm rewritten by ORT), LSTM, Attention and
+  embedding Gathers (ORT's ConvInteger runs slower than float Conv on CPU, so convolutions stay
+  float). The manifest's `graph` is read from the written file.
 - fp16: onnxruntime.transformers.float16 with float32 I/O kept.
 """
 
@@ -12,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import replace
 from pathlib import Path
 
+from edgepress.compress.quantize import onnx_graph
 from edgepress.runtime import fingerprint
 from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quantized, work_dir
 
@@ -21,7 +26,6 @@ def normalise_onnx(src: Path, work: Path) -> tuple[Path, list]:
     """Opset >= 13 (per-channel QDQ) plus onnxruntime's quant_pre_process (symbolic shape
     inference, graph optimisation, ONNX shape inference); returns the file and what was done."""
     import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = work / "normalised.onnx"
     if out.exists():
@@ -31,16 +35,59 @@ def normalise_onnx(src: Path, work: Path) -> tuple[Path, list]:
     if opset < 13:
         model = onnx.version_converter.convert_version(model, 13)
         notes.append(f"opset {opset} -> 13 (per-channel QuantizeLinear needs 13)")
-    try:
-        quant_pre_process(model, str(out))
-        notes.append("onnxruntime quant_pre_process: symbolic shape inference, graph "
-                     "optimisation, ONNX shape inference")
-    except Exception as e:  # symbolic inference rejects some exotic ops; the rest still helps
-        quant_pre_process(model, str(out), skip_symbolic_shape=True)
-        notes.append(f"onnxruntime quant_pre_process without symbolic shape inference "
-                     f"({type(e).__name__})")
+    notes += _pre_process(model, out)
+    notes += _flatten_biases(out)
     (work / "normalised.txt").write_text("\n".join(notes))
     return out, notes
+
+
+def _pre_process(model, out: Path, **skip) -> list:
+    """quant_pre_process, then a check that onnxruntime still loads the result: its optimiser
+    pass can write a graph that onnxruntime 1.32's own optimiser then rejects (a tiny BERT:
+    "AddInitializedOrtValue Attempt to replace the existing tensor"); then without that pass."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(model, str(out), **skip)
+        what = ("no " if skip.get("skip_symbolic_shape") else "") + "symbolic shape inference, "
+    except Exception as e:  # symbolic inference rejects some exotic ops; the rest still helps
+        if skip:
+            raise
+        return [f"symbolic shape inference failed ({type(e).__name__})"] + \
+            _pre_process(model, out, skip_symbolic_shape=True)
+    error = _load_error(out)
+    if error and "skip_optimization" not in skip:
+        return [f"its optimised graph does not load in onnxruntime ({error})"] + \
+            _pre_process(model, out, **skip, skip_optimization=True)
+    return [f"onnxruntime quant_pre_process: {what}"
+            f"{'no ' if skip.get('skip_optimization') else ''}graph optimisation, ONNX shape "
+            f"inference"]
+
+
+def _load_error(path: Path) -> str | None:
+    import onnxruntime as ort
+
+    from edgepress.errors import first_line
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the failure is returned, not logged
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        return first_line(e, 160)
+    return None
+
+
+def _flatten_biases(path: Path) -> list:
+    import onnx
+
+    model = onnx.load(str(path))
+    flattened = onnx_graph.flatten_row_biases(model)
+    if not flattened:
+        return []
+    onnx.save(model, str(path))
+    return [f"{len(flattened)} Gemm bias(es) of shape (1, N) flattened to (N,): onnxruntime's "
+            f"per-channel bias-scale check fails on 2-D biases"]
 
 
 def _aligned(src: Path, work: Path) -> tuple[Path, list]:
@@ -107,6 +154,57 @@ class _Reader:
 
 
 def static_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
+    """Every op type onnxruntime quantizes statically (CNNs: measured fine)."""
+    return _static(job, cfg, {"method": "static int8 QDQ, per-channel weights"})
+
+
+def static_int8_transformer(job: Job, cfg: QuantizeConfig) -> Quantized:
+    """The recipe measured on MiniLM-L3 (findings-15 item 1: worst-sentence cosine 0.994 at 0.252
+    of fp32, where all op types gave 0.49): only MatMul/Gemm activations are quantized (Gemm too:
+    quant_pre_process fuses MatMul+Add into Gemm), their outputs stay float (the FFN output
+    feeding the residual stream has outliers int8 cannot hold), so the mask Add (its constant is
+    finfo.min), Softmax and LayerNorm inputs are never quantized; then the embedding tables
+    weight-only (onnxruntime's dynamic GatherQuant: table int8, rows dequantized after Gather)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from edgepress.compress import export
+
+    signs, work = onnx_graph.attention(job.fp32_path), work_dir(job)
+    inner = replace(job, out_path=work / "static-matmul.onnx", work=work)
+    q = _static(inner, cfg, {"method": "static int8 QDQ on MatMul/Gemm (transformer recipe), "
+                                       "per-channel weights, embedding tables weight-only",
+                             "attention": signs},
+                op_types=["MatMul", "Gemm"], tag="transformer",
+                extra={"OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]})
+    with export.quiet():  # ORT warns the model "is already quantized": only Gather is left
+        quantize_dynamic(str(q.path), str(job.out_path), op_types_to_quantize=["Gather"],
+                         weight_type=QuantType.QUInt8, nodes_to_exclude=list(cfg.exclude),
+                         nodes_to_quantize=list(cfg.only) or None)
+    q.figures["graph"] = onnx_graph.record(job.out_path)
+    q.figures["float_kept"] = _float_kept(q.figures["graph"], signs)
+    return Quantized(job.out_path, q.figures)
+
+
+static_int8_transformer.applies = lambda job: bool(onnx_graph.attention(job.fp32_path))
+
+
+def _signs(signs: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in signs.items() if k != "mask_constants")
+
+
+def _float_kept(graph: dict, signs: dict) -> dict:
+    """Why the float ops of the written graph stayed float, from what was found in it."""
+    why = {"activations": f"only MatMul/Gemm inputs are quantized: attention found "
+                          f"({_signs(signs)})",
+           "outputs": "MatMul/Gemm outputs stay float (OpTypesToExcludeOutputQuantization)"}
+    if signs.get("mask_constants"):
+        why["mask"] = (f"additive mask constant(s) {signs['mask_constants'][:3]} of magnitude >= "
+                       f"{onnx_graph.MASK_MAGNITUDE:g}: the Add and Softmax they feed stay float")
+    return {"ops": graph["float_ops"], "weight_layers": graph["float_weight_layers"], "why": why}
+
+
+def _static(job: Job, cfg: QuantizeConfig, figures: dict, op_types=None, tag="all",
+            extra=None) -> Quantized:
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -127,7 +225,7 @@ def static_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
     qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[cfg.calib_method]
-    cache = work / f"ranges-{cfg.calib_method}.json"
+    cache = work / f"ranges-{tag}-{cfg.calib_method}.json"
     reader = None if cache.exists() else _Reader(job.calib)
     from edgepress.compress import export
 
@@ -137,12 +235,13 @@ def static_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
             str(src), str(job.out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=qtype[types["activations"]], weight_type=qtype[types["weights"]],
             reduce_range=types["reduce_range"], calibrate_method=method,
+            op_types_to_quantize=op_types,
             nodes_to_exclude=list(cfg.exclude), nodes_to_quantize=list(cfg.only) or None,
             calibration_cache_path=str(cache),
-            extra_options={"CalibStridedMinMax": reader.chunk} if reader else {})
-    figures = {"method": "static int8 QDQ, per-channel weights", "library": "onnxruntime",
-               "calib_method": cfg.calib_method, "calib_samples": _calib_count(job),
-               "types": types, "normalisation": notes}
+            extra_options={**(extra or {}),
+                           **({"CalibStridedMinMax": reader.chunk} if reader else {})})
+    figures = {**figures, "library": "onnxruntime", "calib_method": cfg.calib_method,
+               "calib_samples": _calib_count(job), "types": types, "normalisation": notes}
     return Quantized(job.out_path, figures)
 
 
@@ -151,18 +250,26 @@ def _calib_count(job: Job) -> int:
 
 
 def dynamic_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
+    """onnxruntime's dynamic quantizer with per-channel weights on the ops it has integer kernels
+    for (registry.py IntegerOpsRegistry + GatherQuant): MatMul (it rewrites Gemm as MatMul
+    itself), Attention, LSTM, and Gather on a float table (embeddings, weight-only: MiniLM's file
+    0.64 -> 0.25 of fp32). GRU has no dynamic kernel and Conv is left out (ConvInteger is slower
+    than float Conv and per-tensor only): both stay float, and the manifest says what the written
+    graph holds."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, notes = normalise_onnx(job.fp32_path, work_dir(job))
-    ops = ["MatMul", "Gemm", "Attention", "LSTM", "GRU"]
-    quantize_dynamic(str(src), str(job.out_path), op_types_to_quantize=ops,
+    ops = ["MatMul", "Attention", "LSTM", "Gather"]
+    quantize_dynamic(str(src), str(job.out_path), op_types_to_quantize=ops, per_channel=True,
                      weight_type=QuantType.QInt8, nodes_to_exclude=list(cfg.exclude),
                      nodes_to_quantize=list(cfg.only) or None)
     return Quantized(job.out_path, {
-        "method": "dynamic int8 (weights int8, activations quantized at run time)",
-        "library": "onnxruntime", "op_types": ops, "normalisation": notes,
+        "method": "dynamic int8 (per-channel int8 weights, activations quantized at run time; "
+                  "embedding tables weight-only)",
+        "library": "onnxruntime", "op_types_requested": ops, "normalisation": notes,
+        "graph": onnx_graph.record(job.out_path),
         "why": "convolutions stay float: onnxruntime's ConvInteger is slower than float Conv "
-               "on CPU; use --quantize int8 for CNNs"})
+               "on CPU and per-tensor only; use --quantize int8 for CNNs"})
 
 
 def fp16(job: Job, cfg: QuantizeConfig) -> Quantized:

@@ -11,7 +11,7 @@ from edgepress.compress.quantize.job import CALIB_METHODS, PRECISIONS, TARGETS, 
 from edgepress.errors import UserError, one_of
 
 METHODS = {
-    ("onnx", "int8"): [onnx.static_int8],
+    ("onnx", "int8"): [onnx.static_int8_transformer, onnx.static_int8],
     ("onnx", "dynamic"): [onnx.dynamic_int8],
     ("onnx", "fp16"): [onnx.fp16],
     ("tflite", "int8"): [tflite.int8],
@@ -39,13 +39,20 @@ PASSES = (("speed_guard", speed.guard), ("record_exclusions", _excluded), ("comp
 
 def run(job: Job, cfg: QuantizeConfig) -> Quantized:
     """Quantizes `job.fp32_path` (or the torch model) into `job.out_path` as `cfg` says: the
-    key's first candidate path, then every pass. (Every key has one candidate today; a key with
-    several is where a later stage measures each.)"""
-    method = candidates(job, cfg)[0]
+    key's first candidate that applies to this model, then every pass. (Measuring each candidate
+    and keeping the best is a later step of issue 15.)"""
+    method = first_applicable(candidates(job, cfg), job)
     result = method(job, cfg)
     for _name, run_pass in PASSES:
         result = run_pass(job, cfg, result, method)
     return result
+
+
+def first_applicable(methods: list, job: Job):
+    """The first candidate whose `applies(job)` (what the model is: e.g. a transformer) holds;
+    a method without `applies` fits every model. Choosing among the applicable ones by measured
+    fidelity and speed is issue 15's later step."""
+    return next(m for m in methods if getattr(m, "applies", lambda _job: True)(job))
 
 
 def candidates(job: Job, cfg: QuantizeConfig) -> list:

@@ -104,6 +104,7 @@ def _layer_quantizer(float_layers: set):
         def _annotate_for_static_quantization_config(self, model):
             self._annotate_all_static_patterns(model, self.global_config, self._quantized)
             _annotate_missed_adds(model, self.global_config, self._quantized)
+            _drop_integer_qspecs(model)
             return model
 
         @staticmethod
@@ -113,11 +114,43 @@ def _layer_quantizer(float_layers: set):
     return LayerQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True))
 
 
+def _is_integer(node) -> bool:
+    """A tensor-valued node of integer or bool dtype (token ids, positions, masks)."""
+    import torch
+
+    val = node.meta.get("val") if hasattr(node, "meta") else None
+    return isinstance(val, torch.Tensor) and not val.dtype.is_floating_point
+
+
+def _drop_integer_qspecs(model) -> None:
+    """Only float tensors are observed: an annotation on an integer tensor (a transformer's token
+    ids, `arange + offset` position ids) puts a HistogramObserver on it, and torch.histc has no
+    integer kernel ("histogram_cpu" not implemented for 'Long'), so prepare/calibrate crashes."""
+    for node in model.graph.nodes:
+        ann = node.meta.get("quantization_annotation")
+        if ann is None:
+            continue
+        ann.input_qspec_map = {a: q for a, q in ann.input_qspec_map.items()
+                               if not _is_integer(a)}
+        if _is_integer(node):
+            ann.output_qspec = None
+
+
+def _quantized_output(node, keep) -> bool:
+    """The output of a quantized layer (a conv/linear and its fused bn/activation, tagged by
+    _tag_layers) or of an annotated op."""
+    ann = node.meta.get("quantization_annotation")
+    return (ann is not None and ann.output_qspec is not None) or \
+        ("edgepress_layer" in node.meta and keep(node))
+
+
 def _annotate_missed_adds(model, config, keep) -> None:
     """litert-torch's `add` annotator groups adds by source function and annotates only the first
     output node of each group, so chained residual adds (MobileNetV2's blocks) stay float, each
-    wrapped in DEQUANTIZE/QUANTIZE in the .tflite. Annotate every tensor-tensor add it missed the
-    way it annotates the first one."""
+    wrapped in DEQUANTIZE/QUANTIZE in the .tflite. Annotate the float adds it missed whose two
+    inputs are already quantized (residuals between quantized layers), the way it annotates the
+    first one. Other adds stay float: a transformer's attention-mask add carries finfo.min
+    (-3.4e38), and quantizing it zeroes every attention score (findings-15: cosine 0.53)."""
     import torch
     from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec, \
         get_output_act_qspec
@@ -128,7 +161,7 @@ def _annotate_missed_adds(model, config, keep) -> None:
                 or "quantization_annotation" in node.meta or not keep(node):
             continue
         inputs = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
-        if len(inputs) == 2:
+        if len(inputs) == 2 and all(_quantized_output(a, keep) for a in inputs) and not _is_integer(node):
             node.meta["quantization_annotation"] = QuantizationAnnotation(
                 input_qspec_map={a: get_input_act_qspec(config) for a in inputs},
                 output_qspec=get_output_act_qspec(config), _annotated=True)

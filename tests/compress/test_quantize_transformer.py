@@ -1,0 +1,145 @@
+"""quantize on transformer-like models with integer inputs (issue 15): a tiny BERT saved as a
+Hugging Face directory (int64 input_ids / attention_mask, an additive finfo.min mask), a
+magika-like ONNX model with an int32 input and a (1, N) Gemm bias, and a graph with a GRU."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+from onnx import helper as h
+from onnx import numpy_helper as nh
+from tiny_models import factory
+
+from edgepress import cli
+from edgepress.compress import load
+from edgepress.compress.quantize import Job, METHODS, QuantizeConfig, onnx as onnx_paths, paths
+from edgepress.compress.quantize import onnx_graph
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=16, architectures=["BertModel"])
+    where = tmp_path_factory.mktemp("bert") / "tiny-bert"
+    transformers.BertModel(config).eval().save_pretrained(where)
+    return where
+
+
+def _compress(source, out: Path, *extra) -> int:
+    return cli.main(["compress", str(source), "--out", str(out), "--calib", "random", *extra])
+
+
+def _quantize_figures(out: Path, bundle: str) -> dict:
+    return json.loads((out / bundle / "manifest.json").read_text())["stages"]["quantize"]
+
+
+@pytest.fixture(scope="module")
+def bert_onnx(bert_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bert-onnx") / "out"
+    assert _compress(bert_dir, out, "--format", "onnx", "--quantize", "int8,dynamic") == 0
+    return out
+
+
+def test_onnx_int8_transformer_keeps_mask_softmax_layernorm_float(bert_onnx):
+    q = _quantize_figures(bert_onnx, "onnx-int8")
+    assert "transformer" in q["method"]
+    kept = q["float_kept"]
+    assert kept["ops"]["Softmax"] >= 1 and kept["ops"]["LayerNormalization"] >= 1
+    assert "mask" in kept["why"] and kept["weight_layers"] == []  # every weight layer int8
+    assert q["graph"]["integer_ops"]["Gather (int8 table, weight-only)"] >= 1
+    model = onnx.load(str(bert_onnx / "onnx-int8" / "model.onnx"))
+    ids = {i.name for i in model.graph.input}
+    quantized = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert not quantized & ids, "an integer input was quantized"
+    softmax_in = {n.input[0] for n in model.graph.node if n.op_type == "Softmax"}
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert all(producers.get(t) != "DequantizeLinear" for t in softmax_in)
+
+
+def test_onnx_dynamic_lists_what_the_graph_holds(bert_onnx):
+    q = _quantize_figures(bert_onnx, "onnx-dynamic")
+    graph = q["graph"]
+    assert graph["integer_ops"].get("MatMulInteger", 0) >= 6  # QKV, attention out, FFN x2
+    assert graph["integer_ops"]["Gather (int8 table, weight-only)"] >= 1  # the embedding table
+    assert graph["float_weight_layers"] == []
+    assert "op_types" not in q  # the requested list is not presented as what was quantized
+
+
+def test_cnn_keeps_the_all_ops_static_path(cnn_bundles):
+    loaded = load.open_source(factory("cnn"), None, ("1,3,16,16",))
+    job = Job(loaded, "onnx", cnn_bundles / "onnx-fp32" / "model.onnx", Path("unused"))
+    assert paths.first_applicable(METHODS[("onnx", "int8")], job) is onnx_paths.static_int8
+
+
+def test_tflite_int8_never_observes_token_ids(bert_dir, tmp_path):
+    out = tmp_path / "out"  # failed before: "histogram_cpu" not implemented for 'Long'
+    assert _compress(bert_dir, out, "--format", "tflite", "--quantize", "int8") == 0
+    assert (out / "tflite-int8" / "model.tflite").stat().st_size > 0
+
+
+def _save(nodes, inputs, outputs, inits, path: Path) -> Path:
+    graph = h.make_graph(nodes, "m", inputs, outputs, [nh.from_array(v, k)
+                                                       for k, v in inits.items()])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_integer_input_with_row_bias_quantizes_static(tmp_path):
+    """magika's shape: an int32 input cast to float, a dense layer whose bias is (1, N). Before:
+    a ValueError inside onnxruntime's per-channel bias-scale adjustment."""
+    rng = np.random.default_rng(0)
+    src = _save([h.make_node("Cast", ["bytes"], ["f"], to=TensorProto.FLOAT),
+                 h.make_node("Gemm", ["f", "W", "B"], ["y"])],
+                [h.make_tensor_value_info("bytes", TensorProto.INT32, [1, 8])],
+                [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                {"W": rng.standard_normal((8, 4)).astype(np.float32),
+                 "B": rng.standard_normal((1, 4)).astype(np.float32)}, tmp_path / "m.onnx")
+    out = tmp_path / "out"
+    assert _compress(src, out, "--format", "onnx", "--quantize", "int8") == 0
+    q = _quantize_figures(out, "onnx-int8")
+    assert any("flattened" in note for note in q["normalisation"])
+    assert q["method"].startswith("static int8 QDQ, per-channel")  # no attention: all ops
+
+
+def test_record_names_gru_float_and_gemm_quantized(tmp_path):
+    """onnxruntime's dynamic quantizer rewrites Gemm as MatMul (quantized) and has no GRU kernel
+    (float): the record reads that from the written graph."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(0)
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    src = _save([h.make_node("Gemm", ["x", "W", "B"], ["g"]),
+                 h.make_node("Unsqueeze", ["g", "axes"], ["seq"]),
+                 h.make_node("GRU", ["seq", "Wg", "Rg"], ["y"], hidden_size=4, name="gru")],
+                [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1, 4])],
+                {"W": f32(8, 6), "B": f32(6), "axes": np.array([0], np.int64),
+                 "Wg": f32(1, 12, 6), "Rg": f32(1, 12, 4)}, tmp_path / "gru.onnx")
+    quantize_dynamic(str(src), str(tmp_path / "q.onnx"), per_channel=True,
+                     op_types_to_quantize=["MatMul", "Gemm", "GRU"], weight_type=QuantType.QInt8)
+    record = onnx_graph.record(tmp_path / "q.onnx")
+    assert record["integer_ops"] == {"MatMulInteger": 1}
+    assert record["float_weight_layers"] == ["gru"]
+
+
+def test_softmax_head_or_layernorm_alone_is_not_attention(tmp_path):
+    rng = np.random.default_rng(0)
+    src = _save([h.make_node("Gemm", ["x", "W"], ["g"]),
+                 h.make_node("LayerNormalization", ["g", "s"], ["n"], axis=-1),
+                 h.make_node("Softmax", ["n"], ["y"])],
+                [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                {"W": rng.standard_normal((8, 4)).astype(np.float32),
+                 "s": np.ones(4, np.float32)}, tmp_path / "head.onnx")
+    assert onnx_graph.attention(src) == {}
