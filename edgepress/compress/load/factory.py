@@ -29,9 +29,28 @@ def load(source, weights, given, trust_pickle) -> Loaded:
     prov = {"kind": "factory", "path": source}
     if weights is not None:
         prov["weights"] = _load_weights(model, Path(weights), trust_pickle)
-    names = list(inspect.signature(model.forward).parameters)
+    names, defaults = _inputs(model, given)
+    if defaults:
+        prov["defaults"] = defaults
     specs = shapes.resolve(names, given, declared={}, what=f"factory {source!r}")
     return Loaded("factory", source, specs, model=model.eval(), provenance=prov)
+
+
+def _inputs(model, given) -> tuple[list[str], dict]:
+    """The forward parameters that become inputs: the required ones, plus any optional one
+    given a shape by name. The other optional ones (torchcrepe's `embed=False`) stay at their
+    defaults, returned (JSON-safe) for the manifest; *args / **kwargs are never inputs."""
+    named = {g[0] for g in given if g[0] is not None}
+    names, defaults = [], {}
+    for p in inspect.signature(model.forward).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is p.empty or p.name in named:
+            names.append(p.name)
+        else:
+            plain = p.default is None or isinstance(p.default, (bool, int, float, str))
+            defaults[p.name] = p.default if plain else repr(p.default)
+    return names, defaults
 
 
 def _resolve_factory(source: str):
