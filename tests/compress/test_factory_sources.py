@@ -1,9 +1,15 @@
 """Factory sources as users write them: optional forward arguments, and what the manifest says
 about where the model came from."""
 
+import importlib.util
 import textwrap
 
+import torch
+from safetensors.torch import save_file
+
+import tiny_models
 from edgepress import cli
+from edgepress.compress import load
 from edgepress.runtime import artifact
 
 OPTIONAL_ARGS = textwrap.dedent('''
@@ -51,3 +57,23 @@ def test_optional_forward_arguments_stay_at_their_defaults(tmp_path):
         assert bundle.manifest["source"]["defaults"] == {"embed": False, "scale": 1.0}
         _, outs = bundle.golden()
         assert outs["output_0"].shape[-1] == 3  # the default branch (embed=False) was exported
+
+
+def test_factory_file_and_weights_are_hashed(tmp_path):
+    path = _factory(tmp_path)
+    spec = importlib.util.spec_from_file_location("net_for_weights", path)
+    net = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(net)
+    torch.manual_seed(1)
+    save_file(net.Net().state_dict(), str(tmp_path / "w.safetensors"))
+    bundles = _compress(tmp_path, f"{path}:make", "--weights", str(tmp_path / "w.safetensors"))
+    for bundle in bundles:
+        source = bundle.manifest["source"]
+        assert source["file"] == str(path.resolve())
+        assert source["sha256"] == artifact.sha256_file(path)
+        assert source["weights"]["sha256"] == artifact.sha256_file(tmp_path / "w.safetensors")
+
+
+def test_module_form_factory_hashes_its_module_file():
+    loaded = load.open_source("tiny_models:cnn", None, ["1,3,16,16"])
+    assert loaded.provenance["sha256"] == artifact.sha256_file(tiny_models.TINY)

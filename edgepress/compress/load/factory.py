@@ -18,7 +18,7 @@ from edgepress.runtime.artifact import sha256_file
 def load(source, weights, given, trust_pickle) -> Loaded:
     import torch
 
-    fn = _resolve_factory(source)
+    fn, module = _resolve_factory(source)
     try:
         model = fn()
     except Exception as e:
@@ -26,7 +26,7 @@ def load(source, weights, given, trust_pickle) -> Loaded:
     if not isinstance(model, torch.nn.Module):
         raise UserError(f"factory {source!r} returned {type(model).__name__}, not a "
                         f"torch.nn.Module")
-    prov = {"kind": "factory", "path": source}
+    prov = {"kind": "factory", "path": source, **_file_hash(module)}
     if weights is not None:
         prov["weights"] = _load_weights(model, Path(weights), trust_pickle)
     names, defaults = _inputs(model, given)
@@ -63,7 +63,16 @@ def _resolve_factory(source: str):
         public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         raise UserError(f"factory {source!r}: {target} has no callable {attr!r}; it has: "
                         f"{', '.join(public[:12]) or 'nothing callable'}")
-    return fn
+    return fn, module
+
+
+def _file_hash(module) -> dict:
+    """The file that defines the model, hashed like every other source (a module without a
+    file, e.g. a namespace or built-in one, has nothing to hash)."""
+    file = getattr(module, "__file__", None)
+    if not file or not Path(file).is_file():
+        return {}
+    return {"file": str(Path(file).resolve()), "sha256": sha256_file(Path(file))}
 
 
 def _import_file(path_str: str):
