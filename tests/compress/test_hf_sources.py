@@ -65,7 +65,11 @@ def test_vision_and_audio_directories_take_their_own_inputs(name, hf_dirs):
     loaded = load.open_source(str(hf_dirs / name), None, shapes)
     assert [(s.name, s.shape, s.dtype) for s in loaded.inputs] == [(input_name, shape, "float32")]
     assert loaded.int_high == {}  # no token ids to bound
-    assert load.outputs(loaded.model(**load.example(loaded)))[0].shape[0] == 1  # it runs
+    example = load.example(loaded)
+    by_name = load.outputs(loaded.model(**example))[0]
+    # positionally too, as the TorchScript-based ONNX export (export's fallback) calls it
+    positional = load.outputs(loaded.model(*[example[s.name] for s in loaded.inputs]))[0]
+    assert by_name.shape[0] == 1 and torch.equal(by_name, positional)
 
 
 def test_text_input_names_are_refused_on_a_vision_model(hf_dirs):

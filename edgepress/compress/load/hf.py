@@ -82,8 +82,6 @@ def _check_hf_config(config, source: str) -> None:
 
 
 def _hf_model(transformers, directory: Path, config: dict, use_safetensors: bool = True):
-    import torch
-
     arch = (config.get("architectures") or ["AutoModel"])[0]
     cls = getattr(transformers, arch, None) or transformers.AutoModel
     try:
@@ -93,15 +91,34 @@ def _hf_model(transformers, directory: Path, config: dict, use_safetensors: bool
         raise UserError(f"model directory {str(directory)!r} cannot be loaded by transformers "
                         f"({first_line(e)})") from None
 
-    class FirstOutput(torch.nn.Module):
-        """Named tensor inputs in (those load declared: text ids and mask, pixel_values or
-        input_values), the model's first output (logits / hidden states) out."""
+    return _wrap(inner.eval()).eval()
 
+
+def _wrap(inner):
+    """Named tensor inputs in, the model's first output (logits / hidden states) out. forward
+    names its parameters, one class per input kind, so the positional TorchScript-based ONNX
+    export (export.py's fallback) calls it as well as the keyword paths do."""
+    import torch
+
+    class FirstOutput(torch.nn.Module):
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
-        def forward(self, **inputs):
+        def first(self, **inputs):
             return self.inner(**inputs, return_dict=False)[0]
 
-    return FirstOutput(inner.eval()).eval()
+    class Text(FirstOutput):
+        def forward(self, input_ids, attention_mask):
+            return self.first(input_ids=input_ids, attention_mask=attention_mask)
+
+    class Pixels(FirstOutput):
+        def forward(self, pixel_values):
+            return self.first(pixel_values=pixel_values)
+
+    class Audio(FirstOutput):
+        def forward(self, input_values):
+            return self.first(input_values=input_values)
+
+    kinds = {"pixel_values": Pixels, "input_values": Audio}
+    return kinds.get(inner.main_input_name, Text)(inner)
