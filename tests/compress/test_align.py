@@ -61,3 +61,34 @@ def test_onnx_int8_on_x86_records_the_padding(tmp_path):
     manifest = json.loads((tmp_path / "out" / "onnx-int8" / "manifest.json").read_text())
     assert any("stem: input channels 3 -> 4" in n
                for n in manifest["stages"]["quantize"]["normalisation"])
+
+
+STEM_1CH = '''
+import torch
+from torch import nn
+
+
+def make():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+'''
+
+
+def test_summary_figures_of_a_padded_model_are_the_fp32_graphs(tmp_path):
+    """A 1-channel (audio-like) stem gets 3 zero channels for int8; the summary still reports
+    the model's params and MACs, not the padded graph's."""
+    (tmp_path / "stem.py").write_text(STEM_1CH)
+    out = tmp_path / "out"
+    assert cli.main(["compress", f"{tmp_path / 'stem.py'}:make", "--input-shape", "1,1,32,32",
+                     "--format", "onnx", "--quantize", "int8", "--calib", "random",
+                     "--out", str(out)]) == 0
+    rows = {r["bundle"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
+    fp32, int8 = rows["onnx-fp32"], rows["onnx-int8"]
+    assert (int8["params"], int8["macs"]) == (fp32["params"], fp32["macs"])
+    torch_params = 1 * 8 * 9 + 8 + 8 * 8 * 9 + 8 + 8 * 4 + 4
+    assert torch_params <= fp32["params"] < 1.02 * torch_params  # + the graph's shape constants
+    if fingerprint.int8_family() != "arm":  # where the padding applies, it did here
+        manifest = json.loads((out / "onnx-int8" / "manifest.json").read_text())
+        assert any("input channels 1 -> 4" in n
+                   for n in manifest["stages"]["quantize"]["normalisation"])

@@ -18,7 +18,7 @@ from edgepress.runtime.artifact import sha256_file
 def load(source, weights, given, trust_pickle) -> Loaded:
     import torch
 
-    fn = _resolve_factory(source)
+    fn, module = _resolve_factory(source)
     try:
         model = fn()
     except Exception as e:
@@ -26,12 +26,31 @@ def load(source, weights, given, trust_pickle) -> Loaded:
     if not isinstance(model, torch.nn.Module):
         raise UserError(f"factory {source!r} returned {type(model).__name__}, not a "
                         f"torch.nn.Module")
-    prov = {"kind": "factory", "path": source}
+    prov = {"kind": "factory", "path": source, **_file_hash(module)}
     if weights is not None:
         prov["weights"] = _load_weights(model, Path(weights), trust_pickle)
-    names = list(inspect.signature(model.forward).parameters)
+    names, defaults = _inputs(model, given)
+    if defaults:
+        prov["defaults"] = defaults
     specs = shapes.resolve(names, given, declared={}, what=f"factory {source!r}")
     return Loaded("factory", source, specs, model=model.eval(), provenance=prov)
+
+
+def _inputs(model, given) -> tuple[list[str], dict]:
+    """The forward parameters that become inputs: the required ones, plus any optional one
+    given a shape by name. The other optional ones (torchcrepe's `embed=False`) stay at their
+    defaults, returned (JSON-safe) for the manifest; *args / **kwargs are never inputs."""
+    named = {g[0] for g in given if g[0] is not None}
+    names, defaults = [], {}
+    for p in inspect.signature(model.forward).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is p.empty or p.name in named:
+            names.append(p.name)
+        else:
+            plain = p.default is None or isinstance(p.default, (bool, int, float, str))
+            defaults[p.name] = p.default if plain else repr(p.default)
+    return names, defaults
 
 
 def _resolve_factory(source: str):
@@ -44,7 +63,16 @@ def _resolve_factory(source: str):
         public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         raise UserError(f"factory {source!r}: {target} has no callable {attr!r}; it has: "
                         f"{', '.join(public[:12]) or 'nothing callable'}")
-    return fn
+    return fn, module
+
+
+def _file_hash(module) -> dict:
+    """The file that defines the model, hashed like every other source (a module without a
+    file, e.g. a namespace or built-in one, has nothing to hash)."""
+    file = getattr(module, "__file__", None)
+    if not file or not Path(file).is_file():
+        return {}
+    return {"file": str(Path(file).resolve()), "sha256": sha256_file(Path(file))}
 
 
 def _import_file(path_str: str):

@@ -14,6 +14,7 @@ from edgepress.compress.quantize import search
 from edgepress.compress.quantize.job import (
     CALIB_CAP,
     CALIB_METHODS,
+    CALIBRATED,
     PRECISIONS,
     TARGETS,
     Job,
@@ -69,7 +70,10 @@ def _bundle(state, fp32, precision: str, cfg: Quantize):
     figures = dict(q.figures)
     if outcome.search:
         figures["accuracy_search"] = outcome.search
-    calib, held_out = state.calib, state.held_out
+    # Only a calibrated precision carries the calibration record and its warning (fp16 read
+    # no data, so "calibrated on random noise" on it would be false).
+    calib = state.calib if precision in CALIBRATED else None
+    held_out = state.held_out
     extra = {"calibration": calib.record() if calib is not None else None,
              "fidelity": ({"data": held_out.record(), **outcome.fidelity}
                           if outcome.fidelity else None),

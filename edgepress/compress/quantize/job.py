@@ -9,6 +9,7 @@ from pathlib import Path
 from edgepress.options import Quantize
 
 PRECISIONS = ("int8", "dynamic", "weight-int8", "fp16")
+CALIBRATED = ("int8",)  # the precisions whose methods read --calib; the others use no data
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("host", "x86-vnni", "x86", "arm")
 CALIB_CAP = 1024  # calibration samples used at most; ranges settle long before this
