@@ -29,27 +29,25 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(BIN)/python examples/digits/demo.py
 
-# The HTML report's test renders the page in headless Chromium (Debian's package): installed here
-# when missing, as root or with passwordless sudo. Without apt-get the test skips, saying why.
-browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+# $(call apt_tool,COMMANDS,PACKAGE,FOR): when none of COMMANDS is on PATH, install Debian's
+# PACKAGE (as root or with passwordless sudo); without apt-get, say which tests will skip.
+define apt_tool
+	@for c in $(1); do command -v $$c >/dev/null 2>&1 && exit 0; done; \
 	if command -v apt-get >/dev/null 2>&1; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
-	  echo "installing chromium (apt-get) for the HTML report test"; \
+	  echo "installing $(2) (apt-get) for $(3)"; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
-	else echo "note: no chromium and no apt-get: the HTML rendering test will be skipped"; fi
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(2) >/dev/null; \
+	else echo "note: no $(2) and no apt-get: $(3) will be skipped"; fi
+endef
 
-# The adb tests (deploy to adb://SERIAL up to where a phone is needed) run the real adb client,
-# Debian's `adb` package: installed here when missing, like chromium above.
+# The HTML report's test renders the page in headless Chromium.
+browser:
+	$(call apt_tool,chromium chromium-browser,chromium,the HTML rendering test)
+
+# The adb tests (deploy to adb://SERIAL up to where a phone is needed) run the real adb client.
 adb:
-	@command -v adb >/dev/null 2>&1 || \
-	if command -v apt-get >/dev/null 2>&1; then \
-	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
-	  echo "installing adb (apt-get) for the adb deploy tests"; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq adb >/dev/null; \
-	else echo "note: no adb and no apt-get: the real-adb test will be skipped"; fi
+	$(call apt_tool,adb,adb,the real-adb test)
 
 test: install browser adb
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
