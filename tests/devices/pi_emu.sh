@@ -111,12 +111,17 @@ start_sshd() {
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
   in_device /usr/sbin/sshd -t -f /etc/ssh/ci/sshd_config
   in_device /usr/sbin/sshd -f /etc/ssh/ci/sshd_config -E /var/log/sshd-ci.log
+  await_ssh "$PORT" "$S/known_hosts" "$DEVICE_USER" "the device's sshd"
+}
+
+# await_ssh PORT KNOWN_HOSTS USER WHAT: wait (30 s at most) until USER logs in on 127.0.0.1:PORT
+await_ssh() {
   for _ in $(seq 1 100); do
-    ssh -q -i "$S/client" -p "$PORT" -o UserKnownHostsFile="$S/known_hosts" \
-      -o StrictHostKeyChecking=yes -o BatchMode=yes "$DEVICE_USER@127.0.0.1" true && return
+    ssh -q -i "$S/client" -p "$1" -o UserKnownHostsFile="$2" \
+      -o StrictHostKeyChecking=yes -o BatchMode=yes "$3@127.0.0.1" true && return
     sleep 0.3
   done
-  echo "pi_emu: the device's sshd did not answer on 127.0.0.1:$PORT" >&2; exit 1
+  echo "pi_emu: $4 did not answer on 127.0.0.1:$1" >&2; exit 1
 }
 
 termux_account() {
@@ -148,12 +153,7 @@ termux_sshd() {
       mount -t tmpfs -o ro,size=64k tmpfs '$R/'\$d || exit 1; done &&
     chroot '$R' env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
       /usr/sbin/sshd -f /etc/ssh/ci/termux_config -E /var/log/sshd-termux.log"
-  for _ in $(seq 1 100); do
-    ssh -q -i "$S/client" -p "$TERMUX_PORT" -o UserKnownHostsFile="$S/termux_known_hosts" \
-      -o StrictHostKeyChecking=yes -o BatchMode=yes "$TERMUX_USER@127.0.0.1" true && return
-    sleep 0.3
-  done
-  echo "pi_emu: the phone target's sshd did not answer on 127.0.0.1:$TERMUX_PORT" >&2; exit 1
+  await_ssh "$TERMUX_PORT" "$S/termux_known_hosts" "$TERMUX_USER" "the phone target's sshd"
 }
 
 up() {
