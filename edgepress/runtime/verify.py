@@ -1,7 +1,9 @@
 """verify: run a bundle on its golden inputs and compare with the fp32 reference from torch.
 
 Metrics: max abs error, SNR (dB), cosine similarity, and top-1 agreement for classification-shaped
-outputs (one score vector per sample). Thresholds depend on the artifact's precision.
+outputs (one score vector per sample). Thresholds depend on the artifact's precision. Top-1 is a
+criterion only for outputs that are class scores (see `top1_applies`): an embedding or regression
+output has an argmax too, but its agreement says nothing, so those are judged by SNR and cosine.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Verdict:
     metrics: dict  # output name -> {max_abs, snr_db, cosine, top1_agreement?}
     thresholds: dict
     failures: list = field(default_factory=list)
+    criteria: dict = field(default_factory=dict)  # output -> {criteria, top1_why}
 
     @property
     def passed(self) -> bool:
@@ -49,9 +52,51 @@ def apply(bundle: Bundle, threads: int = 1, backend: str | None = None) -> Verdi
     got = run_samples(session, golden_in)
     check_outputs(bundle, golden_out, got)
     metrics = {name: compare(golden_out[name], got[name]) for name in golden_out}
-    failures = [f"{name}: {msg}" for name, m in metrics.items() for msg in _failures(m, limits)]
+    criteria = {name: _criteria(bundle.manifest, ref) for name, ref in golden_out.items()}
+    failures = [f"{name}: {msg}" for name, m in metrics.items()
+                for msg in _failures(m, limits, criteria[name]["top1"])]
     n = next(iter(golden_in.values())).shape[0]
-    return Verdict(str(bundle.path), bundle.precision, n, metrics, limits, failures)
+    return Verdict(str(bundle.path), bundle.precision, n, metrics, limits, failures,
+                   {name: {"criteria": c["criteria"], "top1_why": c["why"]}
+                    for name, c in criteria.items()})
+
+
+def _criteria(manifest: dict, ref: np.ndarray) -> dict:
+    top1, why = top1_applies(manifest, ref)
+    names = ["snr_db", "cosine"] + (["top1_agreement"] if top1 else [])
+    return {"top1": top1, "why": why, "criteria": names}
+
+
+def top1_applies(manifest: dict, ref: np.ndarray) -> tuple[bool, str]:
+    """Whether top-1 agreement judges the output whose reference is `ref` (samples first), and
+    why, from what the bundle holds: the output's shape, the source's declared architecture, the
+    labels given with --eval, and the reference values themselves."""
+    if _class_scores(ref) is None:
+        return False, f"shape {list(ref.shape[1:])} is not one score vector per sample"
+    arch = (manifest.get("source") or {}).get("architecture")
+    if arch and arch.endswith("Model"):  # transformers' bare encoders: BertModel, ViTModel
+        return False, f"source architecture {arch} has no task head (hidden states)"
+    accuracy = (manifest.get("fidelity") or {}).get("accuracy")
+    if accuracy:
+        return True, (f"scored as a classifier against {accuracy['labelled']} --eval labels "
+                      f"(accuracy {accuracy['fp32']:.4f})")
+    return _by_values(_class_scores(ref))
+
+
+def _by_values(scores: np.ndarray) -> tuple[bool, str]:
+    # Probabilities (softmax or sigmoid ranges) are class scores; unit-norm vectors are
+    # embeddings; anything else unbounded is read as logits, the only other kind of score vector.
+    lo, hi = float(scores.min()), float(scores.max())
+    sums = scores.sum(-1)
+    norms = np.linalg.norm(scores, axis=-1)
+    k = scores.shape[-1]
+    if lo >= 0 and hi <= 1:
+        kind = "softmax" if np.allclose(sums, 1, atol=1e-3) else "sigmoid"
+        return True, f"{k} values in [{lo:.3g}, {hi:.3g}] per sample: {kind} probabilities"
+    if np.allclose(norms, 1, atol=1e-3):
+        return False, (f"{k} values of L2 norm {norms.min():.4f}..{norms.max():.4f} per sample: "
+                       f"a normalized embedding")
+    return True, f"{k} unbounded values per sample ([{lo:.3g}, {hi:.3g}]), no head declared: logits"
 
 
 def thresholds(precision: str) -> dict:
@@ -105,13 +150,13 @@ def _class_scores(ref: np.ndarray):
     return squeezed if len(non_unit) == 1 and non_unit[0] > 1 else None
 
 
-def _failures(m: dict, limits: dict) -> list[str]:
+def _failures(m: dict, limits: dict, top1: bool) -> list[str]:
     out = []
     if m["snr_db"] < limits["snr_db"]:
         out.append(f"SNR {m['snr_db']:.1f} dB < {limits['snr_db']} dB")
     if m["cosine"] < limits["cosine"]:
         out.append(f"cosine {m['cosine']:.6f} < {limits['cosine']}")
-    if "top1_agreement" in m and m["top1_agreement"] < limits["top1_agreement"]:
+    if top1 and "top1_agreement" in m and m["top1_agreement"] < limits["top1_agreement"]:
         out.append(f"top-1 agreement {m['top1_agreement']:.3f} < {limits['top1_agreement']}")
     rel = limits.get("max_abs_rel")
     if rel is not None and m["max_abs"] > rel * max(1.0, m["ref_peak"]):

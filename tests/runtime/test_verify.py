@@ -1,4 +1,5 @@
-"""verify through the CLI: a bundle that does not match its golden outputs exits 1, saying why."""
+"""verify: a bundle that does not match its golden outputs exits 1, saying why; top-1 judges
+only outputs that are class scores."""
 
 import json
 import os
@@ -9,7 +10,9 @@ import sys
 import pytest
 from tiny_models import ROOT
 
-from edgepress.runtime import artifact
+import numpy as np
+
+from edgepress.runtime import artifact, verify
 
 
 def _cli(*argv):
@@ -52,3 +55,84 @@ def test_failed_verification_as_json_exits_1(failing_bundle):
 def test_intact_bundle_exits_0(cnn_bundles):
     proc = _cli("verify", str(cnn_bundles / "onnx-fp32"))
     assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "PASS", proc.stdout
+
+
+# ---- which outputs top-1 judges -------------------------------------------------------------
+
+def _swapped_top2(out):
+    """`out` with each sample's two largest scores exchanged: argmax never agrees, yet the
+    vector barely moves when the margin is small."""
+    flat = out.reshape(out.shape[0], -1).copy()
+    order = flat.argsort(-1)
+    rows = np.arange(flat.shape[0])
+    first, second = order[:, -1], order[:, -2]
+    flat[rows, first], flat[rows, second] = flat[rows, second], flat[rows, first].copy()
+    return flat.reshape(out.shape)
+
+
+def _near_miss_bundle(tmp_path, architecture):
+    """A `dynamic` bundle of a model that returns its (1, 384) input, whose golden outputs are
+    those vectors with their top two values swapped: a near-identical vector (cosine ~0.9998)
+    whose argmax never agrees."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    b = tmp_path / "near-miss"
+    b.mkdir()
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 384]) for n in ("x", "emb")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["emb"])], "g", io[:1], io[1:])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(b / "model.onnx"))
+    x = np.random.default_rng(0).normal(size=(16, 1, 384)).astype(np.float32)
+    artifact.write_golden(b / artifact.GOLDEN, {"x": x}, {"emb": _swapped_top2(x)})
+    specs = [artifact.spec_record(artifact.TensorSpec(n, (1, 384), "float32"), "NCHW")
+             for n in ("x", "emb")]
+    source = {"kind": "hf", "path": "enc", **({"architecture": architecture} if architecture
+                                              else {})}
+    golden = {"file": artifact.GOLDEN, "samples": 16, "seed": 0, "reference": "torch"}
+    artifact.write_manifest(b / artifact.MANIFEST, artifact.manifest(
+        "onnx", "dynamic", b / "model.onnx", specs[:1], specs[1:], source=source, recipe={},
+        stages={}, preprocessing=None, golden=golden))
+    m = verify.compare(_swapped_top2(x), x)
+    limits = verify.THRESHOLDS["dynamic"]
+    # the premise: SNR and cosine pass, top-1 agreement fails
+    assert m["cosine"] >= limits["cosine"] and m["snr_db"] >= limits["snr_db"], m
+    assert m["top1_agreement"] < limits["top1_agreement"], m
+    return b
+
+
+def test_embedding_passes_on_cosine_whatever_its_argmax(tmp_path):
+    v = verify.apply(artifact.open_bundle(_near_miss_bundle(tmp_path, "BertModel")))
+    assert v.passed, v.failures
+    assert v.criteria["emb"]["criteria"] == ["snr_db", "cosine"]
+    assert "BertModel" in v.criteria["emb"]["top1_why"]
+    assert v.metrics["emb"]["top1_agreement"] < 0.9  # still reported, as information
+
+
+@pytest.mark.parametrize("architecture", [None, "BertForSequenceClassification"])
+def test_classifier_still_fails_on_top1(tmp_path, architecture):
+    v = verify.apply(artifact.open_bundle(_near_miss_bundle(tmp_path, architecture)))
+    assert not v.passed
+    assert [f.split(": ", 1)[1].split(" ")[0] for f in v.failures] == ["top-1"], v.failures
+    assert "top1_agreement" in v.criteria["emb"]["criteria"]
+
+
+def test_the_tiny_cnn_is_judged_by_top1(cnn_bundles):
+    v = verify.apply(artifact.open_bundle(cnn_bundles / "onnx-fp32"))
+    assert v.passed and "top1_agreement" in v.criteria["output_0"]["criteria"], v.criteria
+
+
+def test_the_rule_reads_shape_labels_and_values():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(8, 1, 10)) * 3
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    unit = logits / np.linalg.norm(logits, axis=-1, keepdims=True)
+    cases = {"hidden states": (rng.normal(size=(8, 1, 16, 384)), {}, False, "[1, 16, 384]"),
+             "logits": (logits, {}, True, "[-"), "softmax": (probs, {}, True, "softmax"),
+             "sigmoid": (1 / (1 + np.exp(-logits)), {}, True, "sigmoid"),
+             "normalized": (unit, {}, False, "L2 norm 1.0000"),
+             "labelled": (unit, {"fidelity": {"accuracy": {"labelled": 50, "fp32": 0.9}}},
+                          True, "50 --eval labels")}
+    for case, (ref, manifest, applies, why) in cases.items():
+        got, reason = verify.top1_applies(manifest, ref)
+        assert got is applies and why in reason, (case, reason)
