@@ -34,7 +34,10 @@ def _verify(args) -> int:
     table(("output", "max abs", "SNR dB", "cosine", "top-1 agree"), rows)
     lim = verdict.thresholds
     print(f"thresholds ({verdict.precision}): SNR >= {lim['snr_db']} dB, cosine >= "
-          f"{lim['cosine']}, top-1 >= {lim['top1_agreement']}; {verdict.samples} samples")
+          f"{lim['cosine']}, top-1 >= {lim['top1_agreement']} where it applies; "
+          f"{verdict.samples} samples")
+    for name, c in verdict.criteria.items():  # top-1 only judges class scores: say which
+        print(f"{name}: judged by {', '.join(c['criteria'])} ({c['top1_why']})")
     for f in verdict.failures:
         print(f"FAIL {f}")
     print("PASS" if verdict.passed else "FAIL")
