@@ -97,8 +97,12 @@ def run_recipe(name: str, recipe: str, out: Path, data: dict, epochs: int, fmt: 
     if not fields["quantize"]:  # fp32 alone: calibration and selection data have no use
         for key in ("calib", "calib_samples", "eval"):
             fields.pop(key, None)
-    pipeline.run(pipeline.Request(source=source, input_shapes=tuple(input_shapes), out=out,
-                                  overwrite=True, summary=False, distill_epochs=epochs, **fields))
+    run = pipeline.outcome(pipeline.Request(source=source, input_shapes=tuple(input_shapes),
+                                            out=out, overwrite=True, summary=False,
+                                            distill_epochs=epochs, **fields))
+    if run.failures:  # the pipeline keeps the other bundles; this table's row is the failure
+        f = run.failures[0]
+        raise RuntimeError(f"{f['bundle']} ({f['stage']}, {f['library']}): {f['error']}")
 
 
 def formats_of(name: str) -> tuple:

@@ -45,9 +45,20 @@ def run(args) -> int:
     if getattr(args, "distill_command", False) and not tables.get("distill", {}).get("method"):
         tables.setdefault("distill", {})["method"] = "logits"  # the recipe's method, else logits
     chosen = options.Recipe.build(tables)
-    results = pipeline.run(chosen)
-    report(results, Path(chosen.export.out) if results else None)
-    return 0 if all(r.verdict.passed for r in results) else 1
+    run_ = pipeline.outcome(chosen)
+    report(run_.results, Path(chosen.export.out) if run_.results else None)
+    print_failures(run_.failures, bool(run_.results))
+    return 0 if all(r.verdict.passed for r in run_.results) and not run_.failures else 1
+
+
+def print_failures(failures, written: bool) -> None:
+    """One line per bundle an engine or converter could not build (compress/guard.py)."""
+    for f in failures:
+        where = f" in {f['library']}" if f["library"] else ""
+        print(f"edgepress: {f['bundle']} failed ({f['stage']}{where}): {f['error']}; "
+              f"{f['what_to_do']}", file=sys.stderr)
+    if failures and not written:
+        print("edgepress: no bundle could be built: nothing was written", file=sys.stderr)
 
 
 def report(results, out: Path | None) -> None:

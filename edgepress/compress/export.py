@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from edgepress.compress import compact
+from edgepress.compress import compact, guard
 from edgepress.options import Export
-from edgepress.errors import UserError, choices, first_line
+from edgepress.errors import UserError, choices
 from edgepress.runtime.layout import to_nchw, to_nhwc
 
 LAYOUTS = ("nchw", "nhwc")
@@ -74,7 +74,7 @@ def _onnx(loaded, path: Path, opts: ExportOptions, sample: dict, n_outputs: int)
                 torch.onnx.export(loaded.model, args, str(path), dynamo=False,
                                   opset_version=17, **names)
         except Exception:
-            raise UserError(f"ONNX export failed: {first_line(first)}") from None
+            raise first from None  # the dynamo exporter's error says more; guard records it
         exporter = "torch.onnx (TorchScript-based; the dynamo exporter failed)"
     stripped = _strip_debug_metadata(path)
     return Exported(path, {"exporter": exporter, "torch": torch.__version__,
@@ -128,11 +128,8 @@ def _tflite(loaded, path: Path, opts: ExportOptions, sample: dict, n_outputs: in
     if opts.tflite_layout == "nhwc":
         model = ChannelsLast(model)
         kwargs = {k: to_nhwc(v) for k, v in kwargs.items()}
-    try:
-        with quiet():
-            litert_torch.convert(model.eval(), (), sample_kwargs=kwargs).export(str(path))
-    except Exception as e:
-        raise UserError(f"TFLite export (litert-torch) failed: {first_line(e)}") from None
+    with quiet():  # a converter error reaches guard.build: this bundle fails, the run goes on
+        litert_torch.convert(model.eval(), (), sample_kwargs=kwargs).export(str(path))
     return Exported(path, {"exporter": "litert-torch", "torch": torch.__version__,
                            "litert_torch": _version("litert-torch"),
                            "layout": opts.tflite_layout.upper(),
@@ -199,7 +196,10 @@ def apply(state, cfg: Export):
     """The stage: writes `<format>-fp32` under state.work for each [export] format, with the
     golden files (in the bundle's layout) and the source's extra files (tokenizer)."""
     for fmt in cfg.formats:
-        state.bundles.append(_bundle(state, fmt, cfg))
+        where = state.work / f"{fmt}-fp32"
+        bundle = guard.build(state, where, "export", lambda: _bundle(state, where, fmt, cfg))
+        if bundle is not None:
+            state.bundles.append(bundle)
     return state
 
 
@@ -214,11 +214,10 @@ def check(cfg: Export) -> Export:
     return cfg
 
 
-def _bundle(state, fmt: str, cfg: Export):
+def _bundle(state, where: Path, fmt: str, cfg: Export):
     from edgepress.compress.state import Bundle
     from edgepress.runtime import artifact
 
-    where = state.work / f"{fmt}-fp32"
     where.mkdir()
     sample = {k: torch.from_numpy(v[0]) for k, v in state.golden_in.items()}
     exported = write(state.loaded, fmt, where, ExportOptions(cfg.tflite_layout), sample,

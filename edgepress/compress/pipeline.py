@@ -34,8 +34,24 @@ class Result:
     figures: dict = field(default_factory=dict)  # the bundle's stages, plus fidelity/warnings
 
 
+@dataclass
+class Outcome:
+    results: list  # one Result per bundle written (already moved to [export] out)
+    failures: list  # guard.record per bundle an engine or converter could not build
+
+
+class _NothingBuilt(Exception):
+    """Every bundle failed: the output is not written (there is nothing in it to use)."""
+
+
 def run(recipe: Recipe) -> list[Result]:
-    """Runs the pipeline; returns one Result per bundle (already moved to [export] out)."""
+    """Runs the pipeline; returns one Result per bundle written (see outcome for failures)."""
+    return outcome(recipe).results
+
+
+def outcome(recipe: Recipe) -> Outcome:
+    """Runs the pipeline. A bundle an engine cannot build is recorded and the others are still
+    written; when none can be, nothing is written under --out."""
     check(recipe)
     out = Path(recipe.export.out)
     atomic.refuse_existing(out, recipe.export.overwrite)
@@ -44,18 +60,27 @@ def run(recipe: Recipe) -> list[Result]:
     state = prune.apply(state, recipe.prune)
     state = distill.apply(state, recipe.distill)
     if state.rank != 0:
-        return []  # under torchrun only rank 0 writes
+        return Outcome([], [])  # under torchrun only rank 0 writes
     state = calibrate.apply(state, recipe.data)
     state = verify.capture(state, recipe.verify)  # golden outputs of the final torch model
-    with atomic.directory(out, recipe.export.overwrite) as tmp:
-        state.work = tmp
-        if state.pruned is not None:  # its layers no longer fit the factory: keep it as a SOURCE
-            prune.save(state.pruned.model, state.pruned.example, tmp / prune.SAVED)
-        state = export.apply(state, recipe.export)
-        state = quantize.apply(state, recipe.quantize)
-        state = verify.apply(state, recipe.verify)
-        state = summarize.apply(state, recipe)
-    return [_result(out, state, b) for b in state.bundles]
+    try:
+        with atomic.directory(out, recipe.export.overwrite) as tmp:
+            state = _write(state, recipe, tmp)
+    except _NothingBuilt:
+        return Outcome([], state.failures)
+    return Outcome([_result(out, state, b) for b in state.bundles], state.failures)
+
+
+def _write(state: State, recipe: Recipe, tmp: Path) -> State:
+    state.work = tmp
+    if state.pruned is not None:  # its layers no longer fit the factory: keep it as a SOURCE
+        prune.save(state.pruned.model, state.pruned.example, tmp / prune.SAVED)
+    state = export.apply(state, recipe.export)
+    state = quantize.apply(state, recipe.quantize)
+    if not state.bundles:
+        raise _NothingBuilt
+    state = verify.apply(state, recipe.verify)
+    return summarize.apply(state, recipe)
 
 
 def check(recipe: Recipe) -> None:

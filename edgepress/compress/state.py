@@ -44,3 +44,4 @@ class State:
     work: Path | None = None  # the temp directory that becomes --out
     stages: dict = field(default_factory=dict)  # load, student, prune, distill
     bundles: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # guard.record: bundles an engine could not build

@@ -22,7 +22,10 @@ FIGURES_NOTE = "of each format's fp32 graph, the model every bundle of that form
 def apply(state, recipe):
     """The stage: summary.md / summary.json beside the bundles (unless the run asked for none)."""
     if recipe.summary:
-        write(state.work, [b.path for b in state.bundles], state.held_out, _notes(state.stages))
+        notes = _notes(state.stages)
+        if state.failures:  # bundles an engine or converter could not build (compress/guard.py)
+            notes["failed"] = state.failures
+        write(state.work, [b.path for b in state.bundles], state.held_out, notes)
     return state
 
 
@@ -105,6 +108,8 @@ def markdown(summary: dict) -> str:
     if summary.get("eval"):
         notes.append(f"Accuracy on {summary['eval']}.")
     for key, value in summary.items():
-        if key not in ("rows", "latency", "eval"):
+        if key not in ("rows", "latency", "eval", "failed"):
             notes.append(f"{key}: {value}")
+    notes += [f"FAILED {f['bundle']} ({f['stage']}{', ' + f['library'] if f['library'] else ''})"
+              f": {f['error']}; {f['what_to_do']}" for f in summary.get("failed", ())]
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"

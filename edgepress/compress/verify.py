@@ -59,7 +59,8 @@ def _manifest(state, bundle, cfg: Verify) -> dict:
         source=loaded.provenance, recipe={**state.recipe.flat(), **bundle.recipe},
         stages=stages, preprocessing=({"tokenizer": sorted(loaded.extra_files)}
                                       if loaded.extra_files else None),
-        golden=golden, **bundle.extra)
+        golden=golden, **bundle.extra,
+        **({"failed_bundles": state.failures} if state.failures else {}))
 
 
 def reference_outputs(loaded, golden_in: dict) -> dict:

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from edgepress.options import Quantize
+from edgepress.compress import guard
 from edgepress.compress.quantize import search
 from edgepress.compress.quantize.job import (
     CALIB_CAP,
@@ -54,15 +55,26 @@ def apply(state, cfg: Quantize):
     bundles = []
     for fp32 in state.bundles:
         bundles.append(fp32)
-        bundles += [_bundle(state, fp32, precision, cfg) for precision in cfg.precisions]
-    state.bundles = bundles
+        for precision in cfg.precisions:
+            where = fp32.path.parent / f"{fp32.fmt}-{precision}"
+            bundles.append(guard.build(state, where, "quantize",
+                                       lambda: _bundle(state, fp32, where, precision, cfg)))
+    _skip_orphans(state, cfg)
+    state.bundles = [b for b in bundles if b is not None]
     return state
 
 
-def _bundle(state, fp32, precision: str, cfg: Quantize):
+def _skip_orphans(state, cfg: Quantize) -> None:
+    """Records the quantized bundles of each format whose fp32 export failed as not attempted."""
+    for failed in [f["bundle"] for f in state.failures if f["stage"] == "export"]:
+        fmt = failed.split("-")[0]
+        for precision in cfg.precisions:
+            guard.skipped(state, f"{fmt}-{precision}", failed)
+
+
+def _bundle(state, fp32, where: Path, precision: str, cfg: Quantize):
     from edgepress.compress.state import Bundle
 
-    where = fp32.path.parent / f"{fp32.fmt}-{precision}"
     shutil.copytree(fp32.path, where, ignore=shutil.ignore_patterns("model.*", "manifest.json"))
     outcome = _quantize(state, fp32, where, QuantizeConfig(precision, cfg.calib_method,
                                                            cfg.target), cfg)

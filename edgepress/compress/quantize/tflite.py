@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quantized
-from edgepress.errors import UserError, first_line
+from edgepress.errors import UserError
 
 def int8(job: Job, cfg: QuantizeConfig) -> Quantized:
     import litert_torch
@@ -26,15 +26,10 @@ def int8(job: Job, cfg: QuantizeConfig) -> Quantized:
     converted, quantizer = pt2e_model(model, job.sample, job.calib, job.layout,
                                       exclude=[prefix + name for name in cfg.exclude])
     kwargs = _layout_kwargs(job.sample, job.layout)
-    try:
-        with export.quiet():
-            litert_torch.convert(converted, (), sample_kwargs=kwargs,
-                                 quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)
-                                 ).export(str(job.out_path))
-    except Exception as e:
-        raise UserError(f"TFLite int8 conversion (litert-torch PT2E) failed: "
-                        f"{first_line(e, 200)}") \
-            from None
+    with export.quiet():  # a converter error reaches guard.build: this bundle fails, not the run
+        litert_torch.convert(converted, (), sample_kwargs=kwargs,
+                             quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)
+                             ).export(str(job.out_path))
     return Quantized(job.out_path, {
         "method": "full-integer int8 (per-channel int8 weights, int8 activations and I/O)",
         "library": "litert-torch PT2EQuantizer + litert-torch conversion",
@@ -50,11 +45,8 @@ def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     kwargs = _layout_kwargs(sample, layout)
-    try:
-        graph = torch.export.export(model.eval(), (), kwargs).module()
-    except Exception as e:
-        raise UserError(f"torch.export failed before PT2E quantization: "
-                        f"{first_line(e, 200)}") from None
+    # torch.export failing here is torch's limit, not the user's: guard.build records it
+    graph = torch.export.export(model.eval(), (), kwargs).module()
     layers = _tag_layers(graph)
     unknown = sorted((set(exclude) | set(only)) - layers)
     if unknown:
