@@ -16,7 +16,7 @@ from tiny_models import factory
 from edgepress import cli
 from edgepress.compress import load
 from edgepress.compress.quantize import Job, METHODS, QuantizeConfig, onnx as onnx_paths, paths
-from edgepress.compress.quantize import onnx_graph
+from edgepress.compress.quantize import graph_facts
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_record_names_gru_float_and_gemm_quantized(tmp_path):
                  "Wg": f32(1, 12, 6), "Rg": f32(1, 12, 4)}, tmp_path / "gru.onnx")
     quantize_dynamic(str(src), str(tmp_path / "q.onnx"), per_channel=True,
                      op_types_to_quantize=["MatMul", "Gemm", "GRU"], weight_type=QuantType.QInt8)
-    record = onnx_graph.record(tmp_path / "q.onnx")
+    record = graph_facts.record(tmp_path / "q.onnx")
     assert record["integer_ops"] == {"MatMulInteger": 1}
     assert record["float_weight_layers"] == ["gru"]
 
@@ -142,4 +142,4 @@ def test_softmax_head_or_layernorm_alone_is_not_attention(tmp_path):
                 [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
                 {"W": rng.standard_normal((8, 4)).astype(np.float32),
                  "s": np.ones(4, np.float32)}, tmp_path / "head.onnx")
-    assert onnx_graph.attention(src) == {}
+    assert graph_facts.attention(src) == {}

@@ -18,7 +18,7 @@ import io
 from dataclasses import replace
 from pathlib import Path
 
-from edgepress.compress.quantize import onnx_graph
+from edgepress.compress.quantize import graph_facts
 from edgepress.runtime import fingerprint
 from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quantized, work_dir
 
@@ -82,7 +82,7 @@ def _flatten_biases(path: Path) -> list:
     import onnx
 
     model = onnx.load(str(path))
-    flattened = onnx_graph.flatten_row_biases(model)
+    flattened = graph_facts.flatten_row_biases(model)
     if not flattened:
         return []
     onnx.save(model, str(path))
@@ -169,7 +169,7 @@ def static_int8_transformer(job: Job, cfg: QuantizeConfig) -> Quantized:
 
     from edgepress.compress import export
 
-    signs, work = onnx_graph.attention(job.fp32_path), work_dir(job)
+    signs, work = graph_facts.attention(job.fp32_path), work_dir(job)
     inner = replace(job, out_path=work / "static-matmul.onnx", work=work)
     q = _static(inner, cfg, {"method": "static int8 QDQ on MatMul/Gemm (transformer recipe), "
                                        "per-channel weights, embedding tables weight-only",
@@ -180,12 +180,12 @@ def static_int8_transformer(job: Job, cfg: QuantizeConfig) -> Quantized:
         quantize_dynamic(str(q.path), str(job.out_path), op_types_to_quantize=["Gather"],
                          weight_type=QuantType.QUInt8, nodes_to_exclude=list(cfg.exclude),
                          nodes_to_quantize=list(cfg.only) or None)
-    q.figures["graph"] = onnx_graph.record(job.out_path)
+    q.figures["graph"] = graph_facts.record(job.out_path)
     q.figures["float_kept"] = _float_kept(q.figures["graph"], signs)
     return Quantized(job.out_path, q.figures)
 
 
-static_int8_transformer.applies = lambda job: bool(onnx_graph.attention(job.fp32_path))
+static_int8_transformer.applies = lambda job: bool(graph_facts.attention(job.fp32_path))
 
 
 def _signs(signs: dict) -> str:
@@ -199,7 +199,7 @@ def _float_kept(graph: dict, signs: dict) -> dict:
            "outputs": "MatMul/Gemm outputs stay float (OpTypesToExcludeOutputQuantization)"}
     if signs.get("mask_constants"):
         why["mask"] = (f"additive mask constant(s) {signs['mask_constants'][:3]} of magnitude >= "
-                       f"{onnx_graph.MASK_MAGNITUDE:g}: the Add and Softmax they feed stay float")
+                       f"{graph_facts.MASK_MAGNITUDE:g}: the Add and Softmax they feed stay float")
     return {"ops": graph["float_ops"], "weight_layers": graph["float_weight_layers"], "why": why}
 
 
@@ -267,7 +267,7 @@ def dynamic_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
         "method": "dynamic int8 (per-channel int8 weights, activations quantized at run time; "
                   "embedding tables weight-only)",
         "library": "onnxruntime", "op_types_requested": ops, "normalisation": notes,
-        "graph": onnx_graph.record(job.out_path),
+        "graph": graph_facts.record(job.out_path),
         "why": "convolutions stay float: onnxruntime's ConvInteger is slower than float Conv "
                "on CPU and per-tensor only; use --quantize int8 for CNNs"})
 
