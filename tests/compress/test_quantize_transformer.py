@@ -19,18 +19,34 @@ from edgepress.compress.quantize import Job, METHODS, QuantizeConfig, onnx as on
 from edgepress.compress.quantize import graph_facts
 
 
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory):
+def _bert_dir(tmp_path_factory, layers: int) -> Path:
     import torch
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
+    config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=layers,
                                      num_attention_heads=2, intermediate_size=32,
                                      max_position_embeddings=16, architectures=["BertModel"])
-    where = tmp_path_factory.mktemp("bert") / "tiny-bert"
+    where = tmp_path_factory.mktemp("bert") / f"tiny-bert-{layers}"
     transformers.BertModel(config).eval().save_pretrained(where)
     return where
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return _bert_dir(tmp_path_factory, 1)
+
+
+def test_onnx_int8_of_a_two_layer_bert_loads(tmp_path_factory, tmp_path):
+    """onnxruntime's MatMul+Add fusion at load reused the shape-initializer names its own
+    fusion in quant_pre_process had written, so a BERT of two or more layers (MiniLM's port)
+    gave an int8 file onnxruntime could not load."""
+    from edgepress.runtime.session import Session
+
+    out = tmp_path / "out"
+    assert _compress(_bert_dir(tmp_path_factory, 2), out, "--format", "onnx",
+                     "--quantize", "int8") == 0
+    Session(out / "onnx-int8" / "model.onnx")  # raises when onnxruntime rejects it
 
 
 def _compress(source, out: Path, *extra) -> int:

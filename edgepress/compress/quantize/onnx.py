@@ -37,6 +37,7 @@ def normalise_onnx(src: Path, work: Path) -> tuple[Path, list]:
         notes.append(f"opset {opset} -> 13 (per-channel QuantizeLinear needs 13)")
     notes += _pre_process(model, out)
     notes += _flatten_biases(out)
+    notes += _rename_fusion_shapes(out)
     (work / "normalised.txt").write_text("\n".join(notes))
     return out, notes
 
@@ -88,6 +89,32 @@ def _flatten_biases(path: Path) -> list:
     onnx.save(model, str(path))
     return [f"{len(flattened)} Gemm bias(es) of shape (1, N) flattened to (N,): onnxruntime's "
             f"per-channel bias-scale check fails on 2-D biases"]
+
+
+# onnxruntime 1.32's MatMulAddFusion (run by quant_pre_process, and again whenever a session
+# loads the model) names the shape initializers of the Reshapes it adds "gemm_input_shape" /
+# "gemm_output_shape" (+ "_token_N") without checking the initializers already there. Once
+# quantize_static has turned those Gemms back into MatMul + Add, the quantized model's own load
+# fuses them again, reuses the names and fails ("AddInitializedOrtValue Attempt to replace the
+# existing tensor": MiniLM's BertModel port, any BERT of 2+ layers). Prefixed, they cannot clash.
+_FUSION_SHAPES = ("gemm_input_shape", "gemm_output_shape")
+
+
+def _rename_fusion_shapes(path: Path) -> list:
+    import onnx
+
+    model = onnx.load(str(path))
+    renamed = {i.name: f"pre_{i.name}" for i in model.graph.initializer
+               if i.name.startswith(_FUSION_SHAPES)}
+    if not renamed:
+        return []
+    for init in model.graph.initializer:
+        init.name = renamed.get(init.name, init.name)
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+    onnx.save(model, str(path))
+    return [f"{len(renamed)} shape initializer(s) of onnxruntime's MatMul+Add fusion renamed "
+            f"(its next fusion at load reuses their names)"]
 
 
 def _aligned(src: Path, work: Path) -> tuple[Path, list]:
