@@ -1,15 +1,25 @@
 """Distillation on real data: does KD win back what 50% channel pruning and int8 cost?
 
-On scikit-learn's digits (real handwritten images): the fp32 teacher (examples/digits/train.py),
+1. On scikit-learn's digits (real handwritten images): the fp32 teacher (examples/digits/train.py),
 the same 50%-channel-pruned student trained two ways for the same epochs — distilled from the
 teacher (KD + labels) and fine-tuned with labels only — and the distilled student's int8 ONNX and
 int8 TFLite bundles. Accuracies are on the 450-image test split, measured through the edgepress
-runtime for the artifacts. Last line:
+runtime for the artifacts.
 
-  distill: teacher=<acc> student_kd=<acc> student_ft=<acc> int8_onnx=<acc> int8_tflite=<acc> size_ratio=<r>
+2. On real speech without labels (distill_crepe.py says the data and the pruning): crepe full
+teaches crepe tiny pruned 50%, stem included. Pitch agreement with crepe full (within 50 cents,
+voiced held-out frames) for tiny as shipped, pruned without training, pruned + fine-tuned on the
+teacher's hard labels, pruned + KD, and pruned + KD + int8 (ONNX, TFLite); crepe_p50_ratio =
+pruned + KD over tiny, both fp32 ONNX, 1 thread, timed in alternating blocks.
+
+3. Distillation throughput: samples/s of the KD run's training steps per device kind found, and
+1 vs 2 processes under torchrun on the CPU (gloo, 1 thread each). Last line:
+
+  distill: teacher=<acc> student_kd=<acc> student_ft=<acc> int8_onnx=<acc> int8_tflite=<acc> size_ratio=<r>; crepe_tiny=<pct> crepe_pruned=<pct> crepe_pruned_ft=<pct> crepe_pruned_kd=<pct> crepe_int8_onnx=<pct> crepe_int8_tflite=<pct> crepe_p50_ratio=<r> samples_per_s_cpu=<n>
 
 size_ratio: the int8 student's file size over the fp32 teacher's, the larger of the two formats.
 Targets (issue 6): student_kd >= teacher - 1.0; both int8 >= teacher - 1.5; size_ratio <= 0.15.
+Targets (issue 16): crepe_pruned_kd >= crepe_tiny - 2, above crepe_pruned_ft, crepe_p50_ratio <= 0.6.
 """
 
 import argparse
@@ -19,10 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits"
 sys.path.insert(0, str(DIGITS))
+sys.path.insert(0, str(ROOT))
 
+from benchmarks import distill_crepe  # noqa: E402
 from edgepress.compress import pipeline  # noqa: E402
 
 
@@ -52,20 +66,16 @@ def rows(summary) -> dict:
     return {r["bundle"]: r for r in summary["rows"]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=30)
-    args = ap.parse_args()
-    t0 = time.time()
+def digits(epochs: int) -> str:
+    """The digits comparison, printed; its part of the last line."""
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         import train
 
         train.main(["--out", str(data)])
         teacher = rows(teacher_run(Path(tmp) / "teacher", data))
-        kd = rows(run_recipe(Path(tmp) / "kd", data, args.epochs, 0.7, ("int8",),
-                             ("onnx", "tflite")))
-        ft = rows(run_recipe(Path(tmp) / "ft", data, args.epochs, 0.0, (), ("onnx",)))
+        kd = rows(run_recipe(Path(tmp) / "kd", data, epochs, 0.7, ("int8",), ("onnx", "tflite")))
+        ft = rows(run_recipe(Path(tmp) / "ft", data, epochs, 0.0, (), ("onnx",)))
     pct = {k: 100 * v for k, v in {
         "teacher": teacher["onnx-fp32"]["value"], "student_kd": kd["onnx-fp32"]["value"],
         "student_ft": ft["onnx-fp32"]["value"], "int8_onnx": kd["onnx-int8"]["value"],
@@ -80,9 +90,71 @@ def main() -> None:
                     ("student (KD) onnx-int8", kd["onnx-int8"]),
                     ("student (KD) tflite-int8", kd["tflite-int8"])]:
         print(f"| {name} | {100 * r['value']:.2f} | {r['size_bytes'] / 1024:.1f} |")
-    print(f"\nepochs {args.epochs} each; wall time {time.time() - t0:.0f} s")
-    print("distill: " + " ".join(f"{k}={v:.2f}" for k, v in pct.items())
-          + f" size_ratio={size_ratio:.3f}")
+    print(f"\ndigits: epochs {epochs} each")
+    return (" ".join(f"{k}={v:.2f}" for k, v in pct.items()) + f" size_ratio={size_ratio:.3f}")
+
+
+CREPE_ROWS = (("tiny", "tiny as shipped"), ("pruned", "pruned 50%, no training"),
+              ("pruned_ft", "pruned + fine-tuned (teacher's hard labels)"),
+              ("pruned_kd", "pruned + KD"), ("int8_onnx", "pruned + KD, int8 ONNX"),
+              ("int8_tflite", "pruned + KD, int8 TFLite"))
+
+
+def crepe(epochs: int, scale_epochs: int, seconds: float) -> str:
+    """The crepe comparison and the throughput figures, printed; their part of the last line."""
+    with tempfile.TemporaryDirectory(prefix="edgepress-crepe-kd-") as tmp:
+        r = distill_crepe.run(Path(tmp), epochs, seconds)
+        scale = distill_crepe.scaling(Path(tmp), r["paths"]["train"], scale_epochs)
+    sz, kd, ft = r["sizes"], r["kd"], r["ft"]
+    print(f"\ncrepe: train {sz['train']} frames (call 0-{distill_crepe.TRAIN_S} s, 40 ms hop), "
+          f"val {sz['val']} (ARCTIC 0-2 s), calib {sz['calib']}; eval {sz['eval']} voiced of "
+          f"{sz['eval_all']} held-out frames (call {distill_crepe.TRAIN_S}-30 s, ARCTIC 2-4 s)")
+    print(f"budget: {epochs} epochs each, batch {distill_crepe.BUDGET['distill_batch_size']}, "
+          f"AdamW lr {distill_crepe.BUDGET['distill_lr']} cosine; best epoch on val: "
+          f"KD {kd['best_epoch'] + 1} ({100 * kd['best_metric']:.2f}%), "
+          f"FT {ft['best_epoch'] + 1} ({100 * ft['best_metric']:.2f}%); "
+          f"pruned MACs ratio {r['macs']['ratio']}")
+    print("\n| crepe artifact | within 50 cents of full % | median error cents | size KiB |\n"
+          "| --- | --- | --- | --- |")
+    for key, name in CREPE_ROWS:
+        row = r["rows"][key]
+        print(f"| {name} | {row['pct']:.2f} | {row['median_cents']:.1f} | "
+              f"{row['size'] / 1024:.1f} |")
+    (t_ms, k_ms), (lo, hi) = r["p50_ms"], r["ci"]
+    print(f"\np50 fp32 ONNX, 1 thread: tiny {t_ms:.3f} ms, pruned + KD {k_ms:.3f} ms, ratio "
+          f"{r['p50_ratio']:.3f} (95% CI {lo:.3f}-{hi:.3f}, {r['calls']} calls each, alternating)")
+    sps = kd["trained_on"]["samples_per_s"]
+    print(f"distillation samples/s: cpu {sps:g} (KD run, {torch.get_num_threads()} threads); "
+          f"{cuda_note()}")
+    one, two = scale[1]["samples_per_s"], scale[2]["samples_per_s"]
+    print(f"torchrun on CPU (gloo, 1 thread per process, {scale_epochs} epochs): 1 process "
+          f"{one:g} samples/s, 2 processes {two:g} samples/s, scaling {two / one:.2f}x")
+    return (" ".join(f"crepe_{k}={r['rows'][k]['pct']:.2f}" for k, _ in CREPE_ROWS)
+            + f" crepe_p50_ratio={r['p50_ratio']:.3f} samples_per_s_cpu={sps:.0f}")
+
+
+def cuda_note() -> str:
+    if torch.cuda.is_available():
+        return f"cuda present ({torch.cuda.get_device_name()}): not measured by this script"
+    return f"cuda: none here (torch {torch.__version__})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=30, help="digits")
+    ap.add_argument("--crepe-epochs", type=int, default=distill_crepe.EPOCHS)
+    ap.add_argument("--scale-epochs", type=int, default=1, help="each torchrun run")
+    ap.add_argument("--seconds", type=float, default=4.0, help="p50 timing (both sides)")
+    ap.add_argument("--parts", default="digits,crepe", help="digits, crepe or both (the last "
+                    "line then carries only the figures of the parts run)")
+    args = ap.parse_args()
+    t0 = time.time()
+    parts = args.parts.split(",")
+    line = "; ".join(([digits(args.epochs)] if "digits" in parts else [])
+                     + ([crepe(args.crepe_epochs, args.scale_epochs, args.seconds)]
+                        if "crepe" in parts else []))
+    print(f"\nwall time {time.time() - t0:.0f} s")
+    print("distill: " + line)
 
 
 if __name__ == "__main__":

