@@ -12,6 +12,9 @@ from edgepress.compress.prune.plan import PruneConfig
 from edgepress.errors import UserError
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# Layer types torch-pruning has no pruner for (its ops.TORCH_LSTM is nn.LSTM only): left alone,
+# and listed among the skipped layers so the manifest and the CLI say so.
+UNPRUNED = (nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.GRU, nn.RNN)
 
 
 def skipped_layers(model: nn.Module, cfg: PruneConfig, example: dict) -> dict:
@@ -23,6 +26,8 @@ def skipped_layers(model: nn.Module, cfg: PruneConfig, example: dict) -> dict:
         raise UserError(f"--prune-skip/--prune-layer: no layer named {unknown[0]!r}; prunable "
                         f"layers: {', '.join(layers[:12])}{' ...' if len(layers) > 12 else ''}")
     skipped = {n: "asked (--prune-skip)" for n in cfg.skip}
+    skipped.update({n: f"{type(m).__name__}: torch-pruning cannot prune it; its widths stay"
+                    for n, m in names.items() if isinstance(m, UNPRUNED)})
     if cfg.skip_defaults:
         order = execution_order(model, example)
         first_conv = next((n for n in order if not isinstance(names[n], nn.Linear)), None)
