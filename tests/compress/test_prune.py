@@ -273,6 +273,14 @@ BAD = {
                            "--prune-importance 'l3' is not one of: l1, l2, random, taylor"),
     "bad layer ratio": (["--prune", "channels:0.5", "--prune-layer", "res.0"],
                         "expected NAME=RATIO"),
+    "latency zero": (["--prune", "auto:latency=0"], "latency target 0 must be between 0 and 1"),
+    "latency above one": (["--prune", "auto:latency=1.5"],
+                          "latency target 1.5 must be between 0 and 1"),
+    "latency not a number": (["--prune", "auto:latency=fast"], "'fast' is not a number"),
+    "latency without a value": (["--prune", "auto:latency"], "auto takes a MACs or latency"),
+    "unknown auto target": (["--prune", "auto:speed=0.5"], "auto takes a MACs or latency target"),
+    "bad latency device": (["--prune", "auto:latency=0.5", "--latency-on", "pi.local"],
+                           "--latency-on 'pi.local': expected host or ssh://user@host[:port]"),
 }
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgepress.compress.prune.measure import PRUNABLE
+from edgepress.compress.prune.measure import PRUNABLE, each_layer
 from edgepress.errors import UserError
 from edgepress.options import Prune
 
@@ -65,26 +65,14 @@ class Layer:
 
 def layers(model: nn.Module, example: dict) -> dict:
     """{name: Layer} for every Conv/Linear a forward pass calls."""
-    found, hooks = {}, []
-
-    def record(name, m, inputs):
-        if name not in found and inputs and isinstance(inputs[0], torch.Tensor):
-            found[name] = _layer(m, tuple(inputs[0].shape))
-
-    for name, m in model.named_modules():
-        if isinstance(m, PRUNABLE):
-            hooks.append(m.register_forward_pre_hook(lambda m, i, name=name: record(name, m, i)))
-    try:
-        with torch.no_grad():
-            model(**example)
-    finally:
-        for h in hooks:
-            h.remove()
+    found = {}
+    each_layer(model, example,
+               lambda name, m, inputs, out: found.__setitem__(name, _layer(m, inputs[0].shape)))
     return found
 
 
 def _layer(m, shape) -> Layer:
-    out, inpg = m.weight.shape[:2]
+    shape, (out, inpg) = tuple(shape), m.weight.shape[:2]
     if isinstance(m, nn.Linear):
         return Layer("Linear", shape, out, inpg, bias=m.bias is not None)
     return Layer(type(m).__name__, shape, out, inpg, m.groups,

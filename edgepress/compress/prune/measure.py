@@ -41,18 +41,31 @@ def skipped_layers(model: nn.Module, cfg: PruneConfig, example: dict) -> dict:
 def execution_order(model: nn.Module, example: dict) -> list[str]:
     """Names of the Conv/Linear modules in the order a forward pass calls them (definition order
     can differ from it)."""
-    order, hooks = [], []
+    order = []
+    each_layer(model, example, lambda name, m, inputs, out: order.append(name))
+    return order
+
+
+def each_layer(model: nn.Module, example: dict, record) -> None:
+    """One forward pass calling record(name, module, inputs, output) the first time each
+    Conv/Linear module runs."""
+    seen, hooks = set(), []
+
+    def hook(name, m, inputs, out) -> None:  # a hook's return value would replace the output
+        if name not in seen:
+            seen.add(name)
+            record(name, m, inputs, out)
+
     for name, module in model.named_modules():
         if isinstance(module, PRUNABLE):
             hooks.append(module.register_forward_hook(
-                lambda m, i, o, name=name: order.append(name) if name not in order else None))
+                lambda m, i, o, name=name: hook(name, m, i, o)))
     try:
         with torch.no_grad():
             model(**example)
     finally:
         for h in hooks:
             h.remove()
-    return order
 
 
 

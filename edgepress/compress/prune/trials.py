@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from edgepress.compress.prune import channels
-from edgepress.compress.prune.measure import PRUNABLE, measure
+from edgepress.compress.prune.measure import PRUNABLE, each_layer, measure
 
 MASKABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
             nn.BatchNorm3d)
@@ -174,20 +174,9 @@ def _zero(m, idxs, out: bool) -> None:
 
 def _layer_macs(model, example) -> dict:
     """{layer: its MACs} from one forward pass: output elements x weights per output."""
-    found, hooks = {}, []
-
-    def record(name, m, out) -> None:  # a forward hook's return value would replace the output
-        found.setdefault(name, _macs_of(m, out))
-
-    for name, m in model.named_modules():
-        if isinstance(m, PRUNABLE):
-            hooks.append(m.register_forward_hook(lambda m, i, o, name=name: record(name, m, o)))
-    try:
-        with torch.no_grad():
-            model(**example)
-    finally:
-        for h in hooks:
-            h.remove()
+    found = {}
+    each_layer(model, example,
+               lambda name, m, inputs, out: found.__setitem__(name, _macs_of(m, out)))
     return found
 
 
