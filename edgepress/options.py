@@ -75,7 +75,8 @@ class Data:
 @dataclass(frozen=True)
 class Prune:
     method: str | None = option(None, "channels:R (structured, faster), magnitude:R "
-                                "(unstructured), nm:2:4, or auto:macs=F (needs --calib)",
+                                "(unstructured), nm:2:4, auto:macs=F or auto:latency=F (needs "
+                                "--calib)",
                                 "--prune", name="prune", metavar="SPEC")
     importance: str = option("l1", "channels: l1, l2, taylor (needs --calib), random",
                              "--prune-importance")
@@ -90,6 +91,14 @@ class Prune:
     skip_defaults: bool = option(True, "leave the first conv and the classifier alone (with no, "
                                  "name the classifier in --prune-skip)", "--prune-skip-defaults",
                                  metavar="yes|no", cli="yes-no")
+    latency_on: str = option("host", "auto:latency=F: where each layer is timed: host, or "
+                             "ssh://user@host[:port], a device edgepress was deployed to",
+                             "--latency-on", metavar="TARGET")
+    latency_threads: int = option(1, "auto:latency=F: engine threads while timing",
+                                  "--latency-threads")
+    latency_cache: str | None = option(None, "auto:latency=F: where latency tables are kept "
+                                       "(unset: ~/.cache/edgepress/latency)", "--latency-cache",
+                                       kind="path", metavar="DIR")
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def _print_scan(scan: dict, ratios) -> None:
     table(header, rows)
     print("drop: points lost with only that layer (and the layers coupled to it) pruned; SNR: "
           "its outputs against the unpruned model's; choose per-layer ratios with --prune-layer "
-          "NAME=RATIO, or --prune auto:macs=F")
+          "NAME=RATIO, or --prune auto:macs=F / auto:latency=F")
 
 
 def _quant_sensitivity(args) -> int:

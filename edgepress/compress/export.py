@@ -232,10 +232,8 @@ def _bundle(state, where: Path, fmt: str, cfg: Export):
     inputs, outputs = _io(state.loaded, exported.path, "NHWC" if nhwc else "NCHW")
     bundle = Bundle(fmt, "fp32", where, exported.path, inputs, outputs,
                     stages={"export": exported.figures})
-    if state.pruned is not None:
-        from edgepress.compress import prune
-
-        bundle.stages["prune"] = prune.artifact_figures(state.pruned, exported.path)
+    if state.pruned is not None:  # prune's figures about this file (its gzip size)
+        bundle.stages["prune"] = state.pruned.artifact_figures(exported.path)
     return bundle
 
 

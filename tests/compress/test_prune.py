@@ -1,6 +1,7 @@
 """prune: every METHOD on tiny models with a residual block, a depthwise block and a transformer
 block; pruned bundles export and verify; the sensitivity scan; bad specs are one line, exit 2."""
 
+import copy
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from tiny_models import factory
 from edgepress import cli
 from edgepress.cli import compress as cli_compress
 from edgepress.compress import calibrate, load, pipeline, prune
-from edgepress.compress.prune import auto
+from edgepress.compress.prune import auto, trials
 from edgepress.errors import UserError
 
 # One spec per method: a new method without a case here fails test_every_method_has_a_case.
@@ -145,15 +146,6 @@ def test_l1_removes_the_weakest_channels():
     assert torch.equal(loaded.model.res[0].weight.detach(), kept)
 
 
-def test_schedule_is_cubic_and_monotone():
-    values = [prune.schedule(s, 100, final=0.8) for s in range(0, 101, 10)]
-    assert values[0] == 0.0 and values[-1] == pytest.approx(0.8)
-    assert all(a < b for a, b in zip(values, values[1:]))
-    assert prune.schedule(50, 100, 0.8) == pytest.approx(0.8 * (1 - 0.5 ** 3))
-    assert prune.schedule(500, 100, 0.8) == pytest.approx(0.8)  # holds after the end
-    assert prune.schedule(5, 100, 0.8, begin_step=10) == 0.0
-
-
 def test_masks_kept_for_fine_tuning_then_finalized():
     loaded = _loaded("prunable_cnn")
     cfg = prune.PruneConfig("magnitude", ratio=0.5, permanent=False)
@@ -174,6 +166,43 @@ def test_sensitivity_scan(tmp_path):
         assert 0 < layer["trials"][0]["macs_saved"] < 1
         assert 0 < layer["trials"][0]["snr_db"] < 100  # pruned outputs differ, but not all noise
     assert scan["baseline"] == 100.0  # agreement of the model with itself
+
+
+def _masked_against_copies(model, example):
+    cfg = prune.PruneConfig("channels")
+    skipped = prune.skipped_layers(model, cfg, example)
+    cfg = prune.PruneConfig("channels", skip=tuple(skipped), skip_defaults=False)
+    called = prune.execution_order(model, example)
+    order = [n for n in called if n not in skipped]
+    masks = trials.masked(model, example, cfg, skipped, called)
+    assert masks is not None
+    base, before = prune.measure(model, example), copy.deepcopy(model.state_dict())
+    compared = 0
+    for name in order:
+        for r in (0.25, 0.5, 0.75):
+            with trials.on_copy(model, example, cfg, base, name, r) as (pruned, widths, macs, _):
+                expected = pruned(**example)
+            with masks.trial(base, name, r) as (masked, got_widths, got_macs, _), torch.no_grad():
+                got = masked(**example)
+            assert got_widths == widths and got_macs == pytest.approx(macs, rel=1e-3), name
+            assert torch.allclose(got, expected, atol=1e-5), (name, r)
+            compared += bool(widths)
+    assert compared and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_masked_trials_equal_pruned_copies():
+    """Zeroing a trial's channels in place gives the pruned copy's outputs, widths and MACs (and
+    puts the weights back): residual, depthwise and concatenated groups."""
+    loaded = _loaded("prunable_cnn")
+    _masked_against_copies(loaded.model, _example(loaded))
+    _masked_against_copies(_Concat().eval(), {"x": torch.randn(1, 3, 8, 8)})
+    scan = auto.scan(loaded.model, _example(loaded), _data(loaded), prune.PruneConfig("channels"),
+                     ratios=(0.5,))
+    assert scan["trials_on"] == "masks"
+    encoder = _loaded("encoder")  # attention: copies
+    scan = auto.scan(encoder.model, _example(encoder), _data(encoder),
+                     prune.PruneConfig("channels"), ratios=(0.5,))
+    assert scan["trials_on"] == "copies"
 
 
 # ---- through the pipeline: export, verify, manifest, reload -----------------------------------
@@ -244,6 +273,14 @@ BAD = {
                            "--prune-importance 'l3' is not one of: l1, l2, random, taylor"),
     "bad layer ratio": (["--prune", "channels:0.5", "--prune-layer", "res.0"],
                         "expected NAME=RATIO"),
+    "latency zero": (["--prune", "auto:latency=0"], "latency target 0 must be between 0 and 1"),
+    "latency above one": (["--prune", "auto:latency=1.5"],
+                          "latency target 1.5 must be between 0 and 1"),
+    "latency not a number": (["--prune", "auto:latency=fast"], "'fast' is not a number"),
+    "latency without a value": (["--prune", "auto:latency"], "auto takes a MACs or latency"),
+    "unknown auto target": (["--prune", "auto:speed=0.5"], "auto takes a MACs or latency target"),
+    "bad latency device": (["--prune", "auto:latency=0.5", "--latency-on", "pi.local"],
+                           "--latency-on 'pi.local': expected host or ssh://user@host[:port]"),
 }
 
 

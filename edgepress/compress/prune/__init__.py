@@ -12,10 +12,14 @@ Methods (`--prune SPEC`):
                  Dense ONNX/TFLite engines do not exploit it either; again a compressed-size gain.
   auto:macs=F    channel pruning to F x the original MACs, per-layer ratios chosen from the
                  sensitivity scan (auto.py) on --calib data.
+  auto:latency=F the same to F x the unpruned latency, measured with edgepress's runtime on
+                 --latency-on (this host, or a device over SSH) in the bundle's format and
+                 precision: a per-layer latency table (latency.py), then the plan timed whole.
 
 The first conv and the classifier are left alone by default (the stem is cheap and sensitive; the
-classifier's outputs are the model's outputs). `schedule()` gives the gradual cubic sparsity
-schedule for pruning combined with fine-tuning or distillation.
+classifier's outputs are the model's outputs). Recurrent cells and GRU/RNN layers are left alone
+too, and the manifest and the CLI say so (measure.UNPRUNED): torch-pruning prunes nn.LSTM, not
+LSTMCell, GRUCell, RNNCell, GRU or RNN, so their widths stay as they are.
 """
 
 from __future__ import annotations
@@ -31,15 +35,15 @@ from torch import nn
 from edgepress.compress import calibrate, load
 from edgepress.options import Prune
 from edgepress.compress.prune import auto, channels, sparse
-from edgepress.compress.prune.measure import PRUNABLE, execution_order, macs, measure, \
-    skipped_layers
+from edgepress.compress.prune.measure import PRUNABLE, UNPRUNED, execution_order, macs, \
+    measure, skipped_layers
 from edgepress.compress.prune.plan import IMPORTANCES, NAMES, SCOPES, PruneConfig, check, \
     parse, parse_layer_ratios
-from edgepress.compress.prune.sparse import finalize, schedule
+from edgepress.compress.prune.sparse import finalize
 from edgepress.errors import UserError, first_line
 
 __all__ = ["IMPORTANCES", "SCOPES", "PruneConfig", "check", "parse", "parse_layer_ratios",
-           "finalize", "schedule", "execution_order", "macs", "measure", "skipped_layers",
+           "finalize", "execution_order", "macs", "measure", "skipped_layers",
            "apply", "run", "describe", "METHODS", "SAVED", "PruneResult", "artifact_figures", "save"]
 
 DENSE_ENGINE_NOTE = ("unstructured and N:M sparsity do not speed up dense engines (onnxruntime, "
@@ -60,6 +64,11 @@ class PruneResult:
         """True where the gain is zeros in dense tensors (worth a gzip figure), not smaller ones."""
         return self.figures.get("method") in ("magnitude", "nm")
 
+    def artifact_figures(self, model_file: Path) -> dict:
+        """export calls this for each bundle it writes (a method, so export imports nothing of
+        prune, whose latency tables export models)."""
+        return artifact_figures(self, model_file)
+
 
 def apply(state, cfg: Prune):
     """The stage: prunes the loaded model in place as [prune] says, before the golden outputs
@@ -71,13 +80,22 @@ def apply(state, cfg: Prune):
         raise UserError(f"--prune {cfg.method!r} needs a torch model; {loaded.source!r} is ONNX")
     plan = parse(cfg.method, importance=cfg.importance, scope=cfg.scope,
                  round_to=cfg.round_to, skip=tuple(cfg.skip), skip_defaults=cfg.skip_defaults,
-                 layer_ratios=parse_layer_ratios(cfg.layers))
+                 layer_ratios=parse_layer_ratios(cfg.layers), latency_on=cfg.latency_on,
+                 latency_threads=cfg.latency_threads, latency_cache=cfg.latency_cache,
+                 **bundle_kind(recipe))
     data = (calibrate.open_option(recipe.data.calib, loaded, recipe.data,
                                   recipe.data.calib_samples, recipe.verify.seed)
             if recipe.data.calib else None)
     state.pruned = run(loaded.model, plan, load.example(loaded, recipe.verify.seed), data)
     state.stages["prune"] = state.pruned.figures
     return state
+
+
+def bundle_kind(recipe) -> dict:
+    """The format and precision auto:latency times layers in: the first format asked for, int8
+    when an int8 bundle is asked for (the one pruning for speed matters most to), else fp32."""
+    return {"latency_format": recipe.export.formats[0] if recipe.export.formats else "onnx",
+            "latency_precision": "int8" if "int8" in recipe.quantize.precisions else "fp32"}
 
 
 def run(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> PruneResult:
@@ -94,9 +112,13 @@ def run(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> PruneRe
     try:
         after = measure(model, example)
     except RuntimeError as e:  # e.g. a layer pruned to nothing, or a shape the model hard-codes
+        kept = [n for n, m in model.named_modules() if isinstance(m, UNPRUNED)]
+        beside = (f" (or the layers next to {', '.join(kept)}, which stay whole)" if kept
+                  else "")
         raise UserError(f"--prune {cfg.spec()}: the pruned model no longer runs "
                         f"({first_line(e, 200)}); try a smaller ratio, "
-                        f"--prune-scope uniform, or --prune-skip the layer named there") from None
+                        f"--prune-scope uniform, or --prune-skip the layer named there"
+                        f"{beside}") from None
     if after["output_shapes"] != before["output_shapes"]:
         raise UserError(f"--prune {cfg.spec()} changed the model's output shapes "
                         f"{before['output_shapes']} -> {after['output_shapes']}: add the layer "
@@ -148,6 +170,16 @@ def describe(figures: dict, saved: Path) -> list[str]:
     if "auto" in fig:
         lines.append(f"auto: per-layer ratios {fig['auto']['chosen_ratios']} (from the sensitivity "
                      f"scan, {fig['auto']['metric']} on {fig['auto']['samples']} samples)")
+    if "latency" in fig.get("auto", {}):
+        lat = fig["auto"]["latency"]
+        last = lat["rounds"][-1]
+        lines.append(f"auto: measured p50 {last['pruned_ms']:.3f} ms vs {last['unpruned_ms']:.3f} "
+                     f"ms unpruned (x{last['ratio']:.3f}; {lat['fmt']} {lat['precision']}, "
+                     f"{lat['threads']} thread(s) on {lat['on']}); latency table "
+                     f"{lat['table_file']}")
+    for name, why in fig["skipped"].items():
+        if why.startswith(tuple(t.__name__ + ":" for t in UNPRUNED)):
+            lines.append(f"left alone: {name} ({why})")
     lines.append(f"pruned {fig['spec']}: params {fig['params']['before']:,} -> "
                  f"{fig['params']['after']:,} (non-zero {fig['nonzero_params']['after']:,}), MACs "
                  f"x{fig['macs']['ratio']:.3f}")

@@ -1,22 +1,25 @@
-"""auto:macs=F, and the sensitivity scan behind it: how much each layer's channels matter,
-measured, not guessed.
+"""auto:macs=F and auto:latency=F, and the sensitivity scan behind them: how much each layer's
+channels matter, measured, not guessed.
 
 `scan` prunes each prunable layer alone (through the channels method, so coupled layers go
 with it) at several ratios and measures the metric drop on eval data: accuracy where the data has
 labels, otherwise top-1 agreement with the unpruned model. `choose` turns a scan into per-layer
-ratios that reach a MACs target with the least summed drop (`--prune auto:macs=F`).
+ratios that reach a MACs target with the least summed drop (`--prune auto:macs=F`);
+`choose_latency` does the same against a measured latency table (latency.py), then times the
+chosen plan whole and tightens it until the measured latency meets the target.
 Used by `edgepress inspect SOURCE --prune-sensitivity --eval DATA` and by prune's auto method.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 from dataclasses import replace
 
 import numpy as np
 import torch
 
-from edgepress.compress.prune import channels
+from edgepress.compress.prune import channels, latency, trials
+from edgepress.compress.prune.trials import prune_layers
 from edgepress.compress.prune.measure import batches, execution_order, first_output, macs, \
     measure, skipped_layers
 from edgepress.compress.prune.plan import PruneConfig
@@ -29,7 +32,8 @@ EVAL_LIMIT = 256  # samples per measurement: enough to rank layers, small enough
 def scan(model, example: dict, data, cfg: PruneConfig, ratios=RATIOS,
          limit: int = EVAL_LIMIT) -> dict:
     """{"metric", "baseline", "samples", "macs", "ratios", "skipped",
-        "layers": [{"name", "trials": [{ratio, drop (points), snr_db, macs_saved (fraction)}]}]}"""
+        "layers": [{"name", "trials": [{ratio, drop (points), snr_db, macs_saved (fraction),
+                                        widths: {layer: [out, in per group]} it changed}]}]}"""
     for r in ratios:
         if not 0.0 < r < 1.0:
             raise UserError(f"--prune-ratios: {r:g} must be between 0 and 1 (exclusive)")
@@ -38,44 +42,72 @@ def scan(model, example: dict, data, cfg: PruneConfig, ratios=RATIOS,
     base_cfg = replace(base_cfg, skip=tuple(skipped), skip_defaults=False)
     metric = _Metric(model, data, limit)
     base = measure(model, example)
-    layers, seen = [], set()
-    for name in execution_order(model, example):
-        if name in skipped:
+    called = execution_order(model, example)
+    order = [n for n in called if n not in skipped]
+    run_trial = _trial_runner(model, example, base_cfg, skipped, called, base, metric, ratios)
+    groups = channels.coupled(model, example, order)
+    layers, seen, tried = [], set(), set()
+    for name in order:
+        if groups[name] in tried:  # coupled to a layer already tried: the same trials again
             continue
-        trials = _trials(model, example, base_cfg, name, ratios, metric, base, seen)
-        if trials:
-            layers.append({"name": name, "trials": trials})
+        tried.add(groups[name])
+        entry = _trials(run_trial, name, ratios, metric, base, seen)
+        if entry:
+            layers.append({"name": name, "trials": entry})
     return {"metric": metric.name, "baseline": metric.baseline, "samples": metric.samples,
-            "macs": base["macs"], "ratios": list(ratios), "skipped": skipped, "layers": layers}
+            "macs": base["macs"], "ratios": list(ratios), "skipped": skipped,
+            "trials_on": getattr(run_trial, "kind", "copies"), "layers": layers}
 
 
-def _trials(model, example, cfg, name, ratios, metric, base, seen) -> list:
+def _trial_runner(model, example, cfg, skipped, called, base, metric, ratios):
+    """Masks in place where they equal removal and the first trial agrees with a pruned copy
+    (drop, SNR, widths, MACs); else a pruned copy per trial."""
+    def copies(name, r):
+        return trials.on_copy(model, example, cfg, base, name, r)
+
+    masks = trials.masked(model, example, cfg, skipped, called)
+    if masks is None:
+        return copies
+    run = masks.trial_of(base)
+    for name in (n for n in called if n not in skipped):
+        got = [_measured(t(name, ratios[0]), metric) for t in (run, copies)]
+        if got[1][1]:  # the first layer whose trial removes something
+            if not _agree(*got):
+                return copies
+            break
+    run.kind = "masks"
+    return run
+
+
+def _measured(trial, metric) -> tuple:
+    with trial as (pruned, changed, macs_after, _):
+        score, snr_db = metric.measure(pruned)
+    return score, changed, macs_after, snr_db
+
+
+def _agree(a, b) -> bool:
+    """Two runs of one trial agree: same widths, MACs within 0.1%, metric within half a point,
+    SNR within 0.1 dB (float sums in another order), or both past 60 dB."""
+    return (a[1] == b[1] and abs(a[2] - b[2]) <= 1e-3 * max(b[2], 1)
+            and abs(a[0] - b[0]) <= 0.5 and (abs(a[3] - b[3]) <= 0.1 or min(a[3], b[3]) > 60))
+
+
+def _trials(run_trial, name, ratios, metric, base, seen) -> list:
     """One layer at each ratio; [] when pruning it alone changes nothing new (it is coupled to a
     skipped layer, or to a layer already scanned: one entry per group of coupled layers) or
     changes an output's shape."""
-    trials = []
+    out = []
     for r in ratios:
-        pruned = prune_layers(model, example, cfg, {name: r})
-        after = measure(pruned, example)
-        if not trials:
-            changed = tuple(sorted(n for n, w in after["widths"].items()
-                                   if w != base["widths"][n]))
-            if not changed or changed in seen or after["output_shapes"] != base["output_shapes"]:
-                return []
-            seen.add(changed)
-        score, snr_db = metric.measure(pruned)
-        trials.append({"ratio": r, "drop": round(metric.baseline - score, 3),
-                       "snr_db": round(snr_db, 2),
-                       "macs_saved": round(1 - after["macs"] / base["macs"], 4)})
-    return trials
-
-
-def prune_layers(model, example, cfg, ratios: dict):
-    """A pruned copy of `model`: only the layers in `ratios` (and those coupled to them)."""
-    trial = copy.deepcopy(model)
-    plan = replace(cfg, method="channels", ratio=0.0, layer_ratios=tuple(ratios.items()))
-    channels.apply(trial, plan, example, {n: "skipped" for n in cfg.skip}, None)
-    return trial.eval()
+        with run_trial(name, r) as (pruned, changed, macs_after, same_outputs):
+            if not out:
+                if not changed or tuple(sorted(changed)) in seen or not same_outputs:
+                    return []
+                seen.add(tuple(sorted(changed)))
+            score, snr_db = metric.measure(pruned)
+        out.append({"ratio": r, "drop": round(metric.baseline - score, 3),
+                    "snr_db": round(snr_db, 2),
+                    "macs_saved": round(1 - macs_after / base["macs"], 4), "widths": changed})
+    return out
 
 
 def choose(model, example: dict, scan_result: dict, cfg: PruneConfig, target: float) -> dict:
@@ -84,7 +116,7 @@ def choose(model, example: dict, scan_result: dict, cfg: PruneConfig, target: fl
     add up (two coupled cuts share a layer), so the result is measured and the plan tightened."""
     goal = target
     for _ in range(6):
-        ratios = _greedy(scan_result["layers"], 1 - goal)
+        ratios = _greedy(scan_result["layers"], 1 - goal, _macs_saved)
         trial = prune_layers(model, example, cfg, ratios)
         achieved = macs(trial, example) / scan_result["macs"]
         if achieved <= target + 0.01:
@@ -97,30 +129,67 @@ def choose(model, example: dict, scan_result: dict, cfg: PruneConfig, target: fl
                     f"MACs; ask for a larger target")
 
 
-def _greedy(layers: list, saving: float) -> dict:
+def _macs_saved(chosen) -> float:
+    return sum(t["macs_saved"] for t in chosen)
+
+
+def _greedy(layers: list, saving: float, saved) -> dict:
+    """Each step moves one layer to its next ratio: the one with the least drop per fraction
+    saved, where `saved(trials)` is the fraction the chosen trials save together (MACs add up;
+    a latency table predicts)."""
     state = {layer["name"]: -1 for layer in layers}  # index of the chosen trial, -1: unpruned
 
     def value(layer, i, field):
         return layer["trials"][i][field] if i >= 0 else 0.0
 
-    saved = 0.0
-    while saved < saving:
+    def chosen(moved=None):
+        return [layer["trials"][state[layer["name"]] + (layer is moved)] for layer in layers
+                if state[layer["name"]] + (layer is moved) >= 0]
+
+    now = saved(chosen())
+    while now < saving:
         best = None
         for layer in layers:
             i = state[layer["name"]]
             if i + 1 >= len(layer["trials"]):
                 continue
-            gain = value(layer, i + 1, "macs_saved") - value(layer, i, "macs_saved")
+            after = saved(chosen(layer))
             cost = (max(value(layer, i + 1, "drop") - value(layer, i, "drop"), 0.0)
                     + 0.1 * (_noise(layer, i + 1) - _noise(layer, i)) + 1e-3)
-            if gain > 0 and (best is None or cost / gain < best[0]):
-                best = (cost / gain, layer, gain)
+            if after > now and (best is None or cost / (after - now) < best[0]):
+                best = (cost / (after - now), layer, after)
         if best is None:
             break
         state[best[1]["name"]] += 1
-        saved += best[2]
+        now = best[2]
     return {layer["name"]: layer["trials"][state[layer["name"]]]["ratio"]
             for layer in layers if state[layer["name"]] >= 0}
+
+
+def choose_latency(model, example: dict, scan_result: dict, cfg: PruneConfig, target: float,
+                   table, check, pruned_copy=prune_layers) -> tuple[dict, list]:
+    """(per-layer ratios, the rounds tried) whose pruned model runs in <= `target` x the unpruned
+    latency as measured by `check(pruned) -> {"ratio", ...}`: greedy on the table's prediction,
+    then measured whole; where the measurement misses, the goal is tightened by the miss."""
+    goal, rounds = target, []
+    for _ in range(4):
+        ratios = _greedy(scan_result["layers"], 1 - goal, table.saved)
+        measured = check(pruned_copy(model, example, cfg, ratios))
+        predicted = table.predict(_trials_of(scan_result["layers"], ratios)) / table.whole_ms
+        rounds.append({"goal": round(goal, 4), "predicted": round(predicted, 4), **measured})
+        if measured["ratio"] <= target + 0.01:
+            return ratios, rounds
+        goal -= measured["ratio"] - target
+        if goal <= 0:
+            break
+    raise UserError(f"--prune auto:latency={target:g}: the scanned ratios (up to "
+                    f"{max(scan_result['ratios']):g} per layer) reach only "
+                    f"{rounds[-1]['ratio']:.2f} x the measured latency; ask for a larger target")
+
+
+def _trials_of(layers: list, ratios: dict) -> list:
+    return [t for layer in layers for t in layer["trials"]
+            if ratios.get(layer["name"]) == t["ratio"]]
 
 
 def _noise(layer, i) -> float:
@@ -161,16 +230,35 @@ def _run(model, batch):
 
 
 def apply(model, cfg, example, skipped, data) -> dict:
-    """The method: scan, choose per-layer ratios for the MACs target, prune by them."""
+    """The method: scan, choose per-layer ratios for the MACs or latency target, prune by them."""
     if data is None:
         raise UserError(f"--prune {cfg.spec()} measures each layer's sensitivity on data: pass "
                         f"--calib DATA (.npz of the model's inputs, optional labels)")
     base = replace(cfg, method="channels", skip=tuple(skipped), skip_defaults=False)
     result = scan(model, example, data, base)
-    ratios = choose(model, example, result, base, target=cfg.ratio)
+    record = {}
+    if cfg.aim == "latency":
+        ratios, record = _latency_plan(model, example, result, base, cfg)
+    else:
+        ratios = choose(model, example, result, base, target=cfg.ratio)
     notes = channels.apply(model, replace(base, ratio=0.0, layer_ratios=tuple(ratios.items())),
-                      example, skipped, data) or {}
-    return {**notes, "auto": {"macs_target": cfg.ratio, "chosen_ratios": ratios,
+                           example, skipped, data) or {}
+    return {**notes, "auto": {f"{cfg.aim}_target": cfg.ratio, "chosen_ratios": ratios,
                               "metric": result["metric"], "baseline": result["baseline"],
-                              "samples": result["samples"], "scan": result["layers"]}}
+                              "samples": result["samples"], "scan": result["layers"],
+                              **record}}
+
+
+def _latency_plan(model, example, result, base, cfg) -> tuple[dict, dict]:
+    where = latency.Where(cfg.latency_format, cfg.latency_precision, cfg.latency_on,
+                          cfg.latency_threads, cfg.latency_cache)
+    with contextlib.closing(latency.timer_for(where)) as timer:  # the unpruned file reused
+        table = latency.table(model, example, result, where, timer)
+        ratios, rounds = choose_latency(
+            model, example, result, base, cfg.ratio, table,
+            lambda pruned: latency.measured_ratio(model, pruned, example, where, timer))
+    return ratios, {"latency": {**where.__dict__, "table_file": table.record["file"],
+                                "cells_measured_now": table.record["measured_now"],
+                                "unpruned_ms_in_table": round(table.whole_ms, 4),
+                                "rounds": rounds, "table_ms": table.per_layer()}}
 

@@ -29,6 +29,25 @@ def apply(model, cfg, example, skipped, data) -> dict | None:
     return {"notes": notes} if notes else None
 
 
+def coupled(model, example, names) -> dict:
+    """{name: frozenset of the Conv/Linear names whose output channels go with its own}, from
+    one dependency graph: pruning any layer of a group prunes the whole group alike (a ratio on
+    one member applies to the group), so the scan tries each group once."""
+    import torch_pruning as tp
+
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    name_of = {m: n for n, m in model.named_modules() if isinstance(m, PRUNABLE)}
+    named, out = dict(model.named_modules()), {}
+    for name in names:
+        module = named[name]
+        group = graph.get_pruning_group(module, graph.get_pruner_of_module(module)
+                                        .prune_out_channels, [0])
+        out[name] = frozenset(name_of[d.target.module] for d, _ in group
+                              if d.target.module in name_of
+                              and graph.is_out_channel_pruning_fn(d.handler)) | {name}
+    return out
+
+
 def _pruner(model, cfg, example, ratios: dict, ignored: list):
     import torch_pruning as tp
 

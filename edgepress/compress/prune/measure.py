@@ -12,6 +12,9 @@ from edgepress.compress.prune.plan import PruneConfig
 from edgepress.errors import UserError
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# Layer types torch-pruning has no pruner for (its ops.TORCH_LSTM is nn.LSTM only): left alone,
+# and listed among the skipped layers so the manifest and the CLI say so.
+UNPRUNED = (nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.GRU, nn.RNN)
 
 
 def skipped_layers(model: nn.Module, cfg: PruneConfig, example: dict) -> dict:
@@ -23,6 +26,8 @@ def skipped_layers(model: nn.Module, cfg: PruneConfig, example: dict) -> dict:
         raise UserError(f"--prune-skip/--prune-layer: no layer named {unknown[0]!r}; prunable "
                         f"layers: {', '.join(layers[:12])}{' ...' if len(layers) > 12 else ''}")
     skipped = {n: "asked (--prune-skip)" for n in cfg.skip}
+    skipped.update({n: f"{type(m).__name__}: torch-pruning cannot prune it; its widths stay"
+                    for n, m in names.items() if isinstance(m, UNPRUNED)})
     if cfg.skip_defaults:
         order = execution_order(model, example)
         first_conv = next((n for n in order if not isinstance(names[n], nn.Linear)), None)
@@ -36,18 +41,31 @@ def skipped_layers(model: nn.Module, cfg: PruneConfig, example: dict) -> dict:
 def execution_order(model: nn.Module, example: dict) -> list[str]:
     """Names of the Conv/Linear modules in the order a forward pass calls them (definition order
     can differ from it)."""
-    order, hooks = [], []
+    order = []
+    each_layer(model, example, lambda name, m, inputs, out: order.append(name))
+    return order
+
+
+def each_layer(model: nn.Module, example: dict, record) -> None:
+    """One forward pass calling record(name, module, inputs, output) the first time each
+    Conv/Linear module runs."""
+    seen, hooks = set(), []
+
+    def hook(name, m, inputs, out) -> None:  # a hook's return value would replace the output
+        if name not in seen:
+            seen.add(name)
+            record(name, m, inputs, out)
+
     for name, module in model.named_modules():
         if isinstance(module, PRUNABLE):
             hooks.append(module.register_forward_hook(
-                lambda m, i, o, name=name: order.append(name) if name not in order else None))
+                lambda m, i, o, name=name: hook(name, m, i, o)))
     try:
         with torch.no_grad():
             model(**example)
     finally:
         for h in hooks:
             h.remove()
-    return order
 
 
 

@@ -10,6 +10,7 @@ from edgepress.errors import UserError, choices
 NAMES = ("channels", "magnitude", "nm", "auto")  # prune.METHODS keys
 IMPORTANCES = ("l1", "l2", "taylor", "random")
 SCOPES = ("uniform", "global")
+AIMS = ("macs", "latency")  # auto:AIM=F: what F is a fraction of
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,8 @@ class PruneConfig:
     """What to prune, as parsed from `--prune SPEC` and the --prune-* options."""
 
     method: str
-    ratio: float = 0.5  # channels/magnitude: fraction removed; auto: MACs kept (macs=F)
+    ratio: float = 0.5  # channels/magnitude: fraction removed; auto: MACs or latency kept (F)
+    aim: str = "macs"  # auto: macs=F (counted) or latency=F (measured on latency_on)
     n: int = 2  # nm: keep n of every m
     m: int = 4
     # the [prune] options' own defaults (options.Prune), so each is stated once
@@ -27,16 +29,24 @@ class PruneConfig:
     skip: tuple = ()  # module names left untouched, besides the defaults
     skip_defaults: bool = Prune.skip_defaults  # leave the first conv and the classifier alone
     layer_ratios: tuple = ()  # ((module name, ratio), ...): overrides `ratio` for those layers
+    latency_on: str = Prune.latency_on  # auto:latency: host, or ssh://user@host[:port]
+    latency_threads: int = Prune.latency_threads
+    latency_cache: str | None = Prune.latency_cache  # latency tables kept here (None: default)
+    latency_format: str = "onnx"  # the bundle's format and precision the table is measured in
+    latency_precision: str = "fp32"  # (prune.apply sets both from the recipe)
     permanent: bool = True  # magnitude/nm: fold masks into the weights (False: keep them for fine-tuning)
 
     def spec(self) -> str:
         if self.method == "nm":
             return f"nm:{self.n}:{self.m}"
-        return f"auto:macs={self.ratio:g}" if self.method == "auto" else f"{self.method}:{self.ratio:g}"
+        if self.method == "auto":
+            return f"auto:{self.aim}={self.ratio:g}"
+        return f"{self.method}:{self.ratio:g}"
 
 
 def parse(spec: str, **options) -> PruneConfig:
-    """`channels:0.5`, `magnitude:0.8`, `nm:2:4`, `auto:macs=0.5` (+ PruneConfig fields)."""
+    """`channels:0.5`, `magnitude:0.8`, `nm:2:4`, `auto:macs=0.5`, `auto:latency=0.5` (+
+    PruneConfig fields)."""
     method, _, arg = spec.partition(":")
     if method not in NAMES:
         raise choices("--prune method", method, NAMES)
@@ -44,10 +54,12 @@ def parse(spec: str, **options) -> PruneConfig:
         n, m = _nm_numbers(spec, arg or "2:4")
         return check(PruneConfig(method, n=n, m=m, **options))
     if method == "auto":
-        key, _, value = arg.partition("=")
-        if key != "macs":
-            raise UserError(f"--prune {spec!r}: auto takes a MACs target, e.g. auto:macs=0.5")
-        return check(PruneConfig(method, ratio=_number(spec, value), **options))
+        aim, _, value = arg.partition("=")
+        if aim not in AIMS or not value:
+            raise UserError(f"--prune {spec!r}: auto takes a MACs or latency target "
+                            f"(auto:macs=F or auto:latency=F, F between 0 and 1), e.g. "
+                            f"auto:latency=0.5")
+        return check(PruneConfig(method, ratio=_number(spec, value), aim=aim, **options))
     if not arg:
         raise UserError(f"--prune {spec!r}: give a ratio, e.g. {method}:0.5")
     return check(PruneConfig(method, ratio=_number(spec, arg), **options))
@@ -91,13 +103,22 @@ def check(cfg: PruneConfig) -> PruneConfig:
     if cfg.method not in NAMES:
         raise choices("--prune method", cfg.method, NAMES)
     if cfg.method != "nm" and not 0.0 < cfg.ratio < 1.0:
-        what = "MACs target" if cfg.method == "auto" else "ratio"
+        what = f"{'MACs' if cfg.aim == 'macs' else 'latency'} target" if cfg.method == "auto" \
+            else "ratio"
         raise UserError(f"--prune {cfg.spec()}: {what} {cfg.ratio:g} must be between 0 and 1 "
                         f"(exclusive)")
     if cfg.importance not in IMPORTANCES:
         raise choices("--prune-importance", cfg.importance, IMPORTANCES)
     if cfg.scope not in SCOPES:
         raise choices("--prune-scope", cfg.scope, SCOPES)
+    if cfg.aim not in AIMS:
+        raise choices("--prune auto target", cfg.aim, AIMS)
+    if cfg.latency_threads < 1:
+        raise UserError(f"--latency-threads {cfg.latency_threads}: must be >= 1")
+    if cfg.method == "auto" and cfg.aim == "latency" and cfg.latency_on != "host" \
+            and not cfg.latency_on.startswith("ssh://"):
+        raise UserError(f"--latency-on {cfg.latency_on!r}: expected host or "
+                        f"ssh://user@host[:port] (a device with an edgepress deploy)")
     if cfg.round_to < 1:
         raise UserError(f"--prune-round-to {cfg.round_to}: must be >= 1 (1: no rounding)")
     for name, ratio in cfg.layer_ratios:

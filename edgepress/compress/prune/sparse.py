@@ -1,12 +1,10 @@
-"""magnitude:R and nm:N:M: zeros in dense tensors (torch.nn.utils.prune masks, folded in), and the
-gradual sparsity schedule for pruning combined with training."""
+"""magnitude:R and nm:N:M: zeros in dense tensors (torch.nn.utils.prune masks, folded in)."""
 
 from __future__ import annotations
 
 import torch
 
 from edgepress.compress.prune.measure import PRUNABLE
-from edgepress.errors import UserError
 
 
 def magnitude(model, cfg, example, skipped, data) -> None:
@@ -69,15 +67,3 @@ def finalize(modules) -> None:
     for m in modules:
         if tprune.is_pruned(m) and hasattr(m, "weight_orig"):
             tprune.remove(m, "weight")
-
-
-def schedule(step: int, total_steps: int, final: float, initial: float = 0.0,
-             begin_step: int = 0) -> float:
-    """Sparsity at `step` of gradual pruning (Zhu & Gupta 2017, as in TF-MOT's PolynomialDecay
-    with power 3): s = final + (initial - final) * (1 - t)^3, t = progress in [0, 1]. Prunes fast
-    early, while the network can still recover, and slowly near the end."""
-    if total_steps < 1:
-        raise UserError(f"pruning schedule: total_steps {total_steps} must be >= 1")
-    t = min(max((step - begin_step) / total_steps, 0.0), 1.0)
-    return final + (initial - final) * (1.0 - t) ** 3
-
