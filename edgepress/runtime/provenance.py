@@ -47,10 +47,10 @@ def task_metrics(reports: list[dict], summaries: list[Path]) -> list[dict | None
 
 
 def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise UserError(f"--summary {str(path)!r} does not exist")
     try:
         summary = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"--summary {str(path)!r} does not exist") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"--summary {str(path)!r} is not valid JSON ({e})") from None
     rows = summary.get("rows") if isinstance(summary, dict) else None
