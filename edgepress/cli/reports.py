@@ -51,29 +51,35 @@ def _add_report(sub):
                                       "self-contained page with plots")
     p.add_argument("reports", nargs="+", type=Path, help="report JSON files")
     p.add_argument("--html", type=Path, metavar="OUT.html", help="write the HTML report here")
+    p.add_argument("--summary", action="append", default=[], type=Path, metavar="SUMMARY.json",
+                   help="task metrics of the bundles from a summary.json (edgepress compress "
+                        "writes one beside its bundles); repeat for several")
     p.add_argument("--title", default="edgepress benchmark report")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --html file")
     p.set_defaults(func=_report)
 
 
 def _report(args) -> int:
-    from edgepress.runtime import compare, report
+    from edgepress.runtime import compare, provenance, report
 
     reps = [report.load(p) for p in args.reports]
     labels = compare.labels_for(args.reports)
+    metrics = provenance.task_metrics(reps, args.summary)
     rows = [(label, r["model"]["format"], r["model"].get("precision") or "-",
              r["engine"]["name"], r["engine"]["threads"],
              f"{r['results']['latency_ms']['p50']:.3f}",
              f"{r['results']['latency_ms']['p99']:.3f}",
              mib((r.get("memory") or {}).get("peak_rss_bytes")),
              f"{r['model']['size_bytes'] / 2**10:.1f}",
-             f"{r['fidelity']['snr_db']:.1f}" if r.get("fidelity") else "-")
-            for label, r in zip(labels, reps)]
+             f"{r['fidelity']['snr_db']:.1f}" if r.get("fidelity") else "-",
+             f"{100 * m['value']:.2f}%" if m else "-")
+            for label, r, m in zip(labels, reps, metrics)]
     table(("report", "format", "precision", "engine", "threads", "p50 ms", "p99 ms",
-            "peak RSS MiB", "size KiB", "SNR dB"), rows)
+            "peak RSS MiB", "size KiB", "SNR dB", "task metric"), rows)
     if args.html:
         from edgepress.runtime import html
 
-        html.write(args.html, reps, labels, title=args.title, overwrite=args.overwrite)
+        html.write(args.html, reps, labels, title=args.title, overwrite=args.overwrite,
+                   metrics=metrics)
         print(f"wrote {args.html}")
     return 0

@@ -2,9 +2,12 @@
 
 Plots are PNGs embedded as data: URLs and the page has no external CSS or script, so the file
 can be mailed, attached to CI runs or opened offline. Plots: latency distributions (box plot and
-CDF from the raw samples), size and memory bars, and latency against fidelity when the reports
-carry fidelity. A few lines of inline script count the plots the browser decoded
-(`data-plots-decoded` on <body>), which the rendering test reads back from headless Chromium.
+CDF from the raw samples), size and memory bars, latency against fidelity when the reports
+carry fidelity, and the task metric against latency and size when a summary gives it. Where a
+report's bundle is still there, its recipe and what each stage did are shown (provenance.py);
+the conditions table is each report's device fingerprint and engine. A few lines of inline
+script count the plots the browser decoded (`data-plots-decoded` on <body>), which the
+rendering test reads back from headless Chromium.
 """
 
 from __future__ import annotations
@@ -18,18 +21,21 @@ import numpy as np
 
 from edgepress import atomic
 from edgepress.errors import UserError
-from edgepress.runtime import compare
+from edgepress.runtime import compare, provenance
 
 
 def write(path, reports: list[dict], labels: list[str], title: str = "edgepress benchmark report",
-          overwrite: bool = False) -> None:
+          overwrite: bool = False, metrics: list | None = None) -> None:
     atomic.refuse_existing(Path(path), overwrite)  # before the plotting, not after
-    page = render(reports, labels, title)
+    page = render(reports, labels, title, metrics)
     atomic.write_bytes(Path(path), page.encode(), overwrite=overwrite)
 
 
-def render(reports: list[dict], labels: list[str], title: str) -> str:
+def render(reports: list[dict], labels: list[str], title: str,
+           metrics: list | None = None) -> str:
+    """`metrics`: per report, its task metric {metric, value} or None (provenance.task_metrics)."""
     plt = _pyplot()
+    metrics = metrics or [None] * len(reports)
     plots = [("latency-box", "Latency distribution (box: p25-p75, whiskers: p1-p99)",
               _latency_box), ("latency-cdf", "Latency CDF", _latency_cdf),
              ("size-memory", "Model size and memory", _size_memory)]
@@ -38,10 +44,14 @@ def render(reports: list[dict], labels: list[str], title: str) -> str:
     if any(len(runs) > 1 for runs in _sweeps(reports).values()):
         plots.append(("latency-threads", "Latency vs threads (p50, bars: p10-p90)",
                       _latency_threads))
+    if any(metrics):
+        plots.append(("task-metric", f"{_metric_name(metrics)} against latency and size",
+                      lambda plt, reps, labs: _task_metric(plt, reps, labs, metrics)))
     figures = [_figure(pid, caption, _png(plt, draw(plt, reports, labels)))
                for pid, caption, draw in plots]
-    body = [f"<h1>{_e(title)}</h1>", _figures_table(reports, labels),
-            _warnings(reports, labels), *figures, _context_table(reports, labels)]
+    body = [f"<h1>{_e(title)}</h1>", _figures_table(reports, labels, metrics),
+            _warnings(reports, labels), *figures, _provenance(reports, labels),
+            _context_table(reports, labels)]
     return _PAGE.format(title=_e(title), body="\n".join(b for b in body if b))
 
 
@@ -133,6 +143,26 @@ def _latency_fidelity(plt, reports, labels):
     return fig
 
 
+def _metric_name(metrics) -> str:
+    return next(m["metric"] for m in metrics if m) or "task metric"
+
+
+def _task_metric(plt, reports, labels, metrics):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for i, (label, rep, m) in enumerate(zip(labels, reports, metrics)):
+        if m:
+            for ax, x in zip(axes, (rep["results"]["latency_ms"]["p50"],
+                                    rep["model"]["size_bytes"] / 2**10)):
+                ax.scatter([x], [100 * m["value"]], s=60, color=f"C{i % 10}", label=label)
+    axes[0].set_xlabel("p50 latency (ms)")
+    axes[1].set_xlabel("model size (KiB)")
+    axes[0].set_ylabel(f"{_metric_name(metrics)} (%)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize="small")
+    return fig
+
+
 def _sweeps(reports) -> dict:
     """(model sha256, engine) -> [(threads, report)]: the thread sweeps among the reports."""
     sweeps: dict = {}
@@ -164,9 +194,12 @@ def _figure(pid: str, caption: str, png_b64: str) -> str:
             f"</figure>")
 
 
-def _figures_table(reports, labels) -> str:
+def _figures_table(reports, labels, metrics) -> str:
     head = "".join(f"<th>{_e(x)}</th>" for x in ["metric", *labels])
     body = "".join(_metric_tr(row) for row in compare.metric_rows(reports))
+    if any(metrics):
+        body += f"<tr><td>{_e(_metric_name(metrics))}</td>" + "".join(
+            f"<td>{100 * m['value']:.2f}%</td>" if m else "<td>-</td>" for m in metrics) + "</tr>"
     return f'<table id="figures"><tr>{head}</tr>{body}</table>'
 
 
@@ -189,6 +222,26 @@ def _warnings(reports, labels) -> str:
     return f'<ul class="warnings">{items}</ul>' if lines else ""
 
 
+def _provenance(reports, labels) -> str:
+    """Per bundle still on disk: the recipe's options away from their defaults, and each
+    stage's figures from its manifest (collapsed: one <details> per bundle)."""
+    parts = []
+    for label, rep in zip(labels, reports):
+        bundle = provenance.bundle_of(rep)
+        if bundle is None:
+            continue
+        recipe = "".join(f"<tr><td>{_e(k)}</td><td>{_e(_show(v))}</td></tr>"
+                         for k, v in provenance.recipe_changes(bundle.manifest).items())
+        stages = "".join(f"<tr><td>{_e(stage)}</td><td>{'<br>'.join(map(_e, lines))}</td></tr>"
+                         for stage, lines in provenance.stage_lines(bundle.manifest).items())
+        parts.append(f"<details><summary>{_e(label)}: {_e(bundle.path)}</summary>"
+                     f"<h3>Recipe (options set)</h3><table class=\"recipe\">{recipe}</table>"
+                     f"<h3>Stages</h3><table class=\"stages\">{stages}</table></details>")
+    if not parts:
+        return ""
+    return '<h2>What made each bundle</h2><div id="provenance">' + "".join(parts) + "</div>"
+
+
 def _context_table(reports, labels) -> str:
     keys = [("device", k) for k in ("cpu_model", "arch", "cores", "isa", "governor",
                                     "cur_freq_mhz", "board_model", "ram_bytes", "load_avg_1m",
@@ -201,7 +254,8 @@ def _context_table(reports, labels) -> str:
         f"<tr><td>{_e(a + ('.' + b if b else ''))}</td>"
         + "".join(f"<td>{_e(_show(r.get(a) if b is None else (r.get(a) or {}).get(b)))}</td>"
                   for r in reports) + "</tr>" for a, b in keys)
-    return f'<h2>Conditions</h2><table id="context"><tr>{head}</tr>{body}</table>'
+    return (f'<h2>Conditions: device fingerprint and engine</h2><table id="context"><tr>{head}'
+            f"</tr>{body}</table>")
 
 
 def _show(value) -> str:

@@ -1,5 +1,6 @@
 """The HTML report: self-contained, every plot present, and rendered by a real browser."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -13,20 +14,43 @@ from edgepress import cli
 pytest.importorskip("matplotlib")
 from edgepress.runtime import html  # noqa: E402  (needs matplotlib: the `report` extra)
 
-PLOTS = ("latency-box", "latency-cdf", "size-memory", "latency-fidelity", "latency-threads")
+PLOTS = ("latency-box", "latency-cdf", "size-memory", "latency-fidelity", "latency-threads",
+         "task-metric")
+
+
+def _of(bundle) -> dict:
+    """A report's model section for a real bundle (the page reads its manifest)."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return {"bundle": str(bundle), "sha256": manifest["model_sha256"]}
 
 
 @pytest.fixture
-def reports(tmp_path):
-    return [write(tmp_path, "fp32", lognormal(300, 2.0, 1)),
+def reports(tmp_path, cnn_bundles):
+    return [write(tmp_path, "fp32", lognormal(300, 2.0, 1), model=_of(cnn_bundles / "onnx-fp32")),
             write(tmp_path, "int8", lognormal(300, 0.9, 2), fidelity={"snr_db": 24.0},
-                  model={"size_bytes": 26_000, "precision": "int8"}),
-            write(tmp_path, "t4", lognormal(300, 0.7, 3), engine={"threads": 4}, fidelity=None)]
+                  model={"size_bytes": 26_000, "precision": "int8",
+                         **_of(cnn_bundles / "tflite-fp32")}),
+            write(tmp_path, "t4", lognormal(300, 0.7, 3), engine={"threads": 4}, fidelity=None,
+                  model=_of(cnn_bundles / "onnx-fp32"))]  # fp32's model at 4 threads: a sweep
 
 
-def test_page_is_self_contained_with_every_plot(reports, tmp_path, capsys):
+@pytest.fixture
+def summary(tmp_path, cnn_bundles):
+    """A summary.json as compress writes one, bundle names relative to it, in a copy of the
+    bundles: rows match reports by the model's sha256, not by the folder."""
+    shutil.copytree(cnn_bundles, tmp_path / "run")
+    rows = [{"bundle": "onnx-fp32", "metric": "accuracy", "value": 0.9812},
+            {"bundle": "tflite-fp32", "metric": "accuracy", "value": 0.9734},
+            {"bundle": "gone", "metric": "accuracy", "value": 0.5}]  # no such bundle: no match
+    path = tmp_path / "run" / "summary.json"
+    path.write_text(json.dumps({"rows": rows}))
+    return path
+
+
+def test_page_is_self_contained_with_every_plot(reports, summary, tmp_path, capsys):
     out = tmp_path / "r.html"
-    assert cli.main(["report", *map(str, reports), "--html", str(out)]) == 0
+    assert cli.main(["report", *map(str, reports), "--summary", str(summary),
+                     "--html", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     page = out.read_text()
     for pid in PLOTS:
@@ -37,6 +61,31 @@ def test_page_is_self_contained_with_every_plot(reports, tmp_path, capsys):
     assert "t4: engine.threads is 4, fp32 has 1" in page  # the condition warning is shown
 
 
+def test_page_shows_the_task_metric_recipe_and_stages_of_each_bundle(reports, summary, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "r.html"
+    assert cli.main(["report", *map(str, reports), "--summary", str(summary),
+                     "--html", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "98.12%" in printed and "97.34%" in printed  # the terminal table's task metric column
+    page = out.read_text()
+    figures = page.split('<table id="figures">')[1].split("</table>")[0]
+    assert "<td>accuracy</td><td>98.12%</td><td>97.34%</td><td>98.12%</td>" in figures
+    made = page.split('<div id="provenance">')[1]
+    assert made.count("<details>") == 3
+    assert "<td>input_shapes</td>" in made  # set by the run, unlike the defaults (not listed)
+    assert "<td>prune_round_to</td>" not in made
+    assert "<td>load</td>" in made and "<td>export</td>" in made and "opset: 18" in made
+
+
+def test_a_summary_that_is_not_one_is_refused_in_one_line(reports, tmp_path, capsys):
+    bad = tmp_path / "s.json"
+    bad.write_text(json.dumps({"bundles": []}))
+    assert cli.main(["report", str(reports[0]), "--summary", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "s.json" in err and "rows" in err
+
+
 def test_fidelity_and_threads_plots_only_when_the_reports_allow():
     # No fidelity anywhere, and two different models (not a thread sweep of one).
     reps = [make(lognormal(50, 1.0, 1), fidelity=None),
@@ -45,6 +94,7 @@ def test_fidelity_and_threads_plots_only_when_the_reports_allow():
     page = html.render(reps, ["a", "b"], "t")
     assert page.count('<img class="plot"') == 3
     assert "plot-latency-fidelity" not in page and "plot-latency-threads" not in page
+    assert "plot-task-metric" not in page and 'id="provenance"' not in page
 
 
 def test_text_from_reports_is_escaped():
@@ -72,9 +122,10 @@ def _chromium(*args, timeout=120):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make test installs it)")
-def test_chromium_renders_every_plot(reports, tmp_path):
+def test_chromium_renders_every_plot(reports, summary, tmp_path):
     out = tmp_path / "r.html"
-    assert cli.main(["report", *map(str, reports), "--html", str(out)]) == 0
+    assert cli.main(["report", *map(str, reports), "--summary", str(summary),
+                     "--html", str(out)]) == 0
     # A virtual-time budget: the DOM is dumped only after the load handlers have run.
     dom = _chromium("--virtual-time-budget=5000", "--dump-dom", out.as_uri()).stdout
     # The page's own script counts the <img> plots the browser actually decoded.

