@@ -219,7 +219,7 @@ def _bundle(state, where: Path, fmt: str, cfg: Export):
     from edgepress.runtime import artifact
 
     where.mkdir()
-    sample = {k: torch.from_numpy(v[0]) for k, v in state.golden_in.items()}
+    sample = {k: torch.from_numpy(v[0, ...]) for k, v in state.golden_in.items()}
     exported = write(state.loaded, fmt, where, ExportOptions(cfg.tflite_layout), sample,
                      len(state.golden_out))
     nhwc = fmt == "tflite" and cfg.tflite_layout == "nhwc"

@@ -74,7 +74,7 @@ def reference_outputs(loaded, golden_in: dict) -> dict:
     try:
         with torch.no_grad():
             runs = [[t.detach().numpy() for t in load.outputs(loaded.model(
-                **{k: torch.from_numpy(v[i]) for k, v in golden_in.items()}))] for i in range(n)]
+                **{k: torch.from_numpy(v[i, ...]) for k, v in golden_in.items()}))] for i in range(n)]
     except UserError:
         raise
     except Exception as e:  # a wrong --input-shape usually surfaces here, as a torch error
