@@ -14,7 +14,7 @@ import sys
 import threading
 
 from edgepress import __version__
-from edgepress.cli import bench, compress, devices, inspect, reports, verify
+from edgepress.cli import bench, compress, devices, inspect, quiet, reports, verify
 from edgepress.cli.parser import Parser
 from edgepress.errors import UserError
 
@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgepress {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks (and --verbose)")
     parser.add_argument("--verbose", action="store_true",
-                        help="show the engines' and libraries' own log lines")
+                        help="show the engines' and libraries' own log lines, warnings and "
+                             "progress bars")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in (compress, verify, bench, reports, inspect, devices):
         group.register(sub)
@@ -42,10 +43,11 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
-    debug = "--debug" in argv
-    if debug or "--verbose" in argv:
+    debug, verbose = "--debug" in argv, "--verbose" in argv
+    if debug or verbose:
         from edgepress.runtime import enginelog
         enginelog.show()  # sets EDGEPRESS_ENGINE_LOGS=1, so child processes inherit it
+    quiet.apply(verbose, debug)  # before any command imports a library
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(argv)  # recorded verbatim in reports

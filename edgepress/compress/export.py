@@ -8,6 +8,7 @@ its dynamic dimensions fixed to the declared shapes, and copied.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import sys
 import tempfile
@@ -71,7 +72,10 @@ def _onnx(loaded, path: Path, opts: ExportOptions, sample: dict, n_outputs: int)
         try:
             with quiet():
                 args = tuple(sample[s.name] for s in loaded.inputs)
-                torch.onnx.export(loaded.model, args, str(path), dynamo=False,
+                # On a copy: under torch.jit tracing some models rewrite their own attributes
+                # (transformers' Swin sets window_size to a tensor when is_tracing()), which
+                # then broke the TFLite export that follows ("data-dependent expression").
+                torch.onnx.export(copy.deepcopy(loaded.model), args, str(path), dynamo=False,
                                   opset_version=17, **names)
         except Exception:
             raise first from None  # the dynamo exporter's error says more; guard records it
@@ -219,7 +223,7 @@ def _bundle(state, where: Path, fmt: str, cfg: Export):
     from edgepress.runtime import artifact
 
     where.mkdir()
-    sample = {k: torch.from_numpy(v[0]) for k, v in state.golden_in.items()}
+    sample = {k: torch.from_numpy(v[0, ...]) for k, v in state.golden_in.items()}
     exported = write(state.loaded, fmt, where, ExportOptions(cfg.tflite_layout), sample,
                      len(state.golden_out))
     nhwc = fmt == "tflite" and cfg.tflite_layout == "nhwc"

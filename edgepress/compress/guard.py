@@ -26,7 +26,8 @@ HINTS = {
 
 def build(state, where: Path, stage: str, make):
     """`make()` (which builds the bundle directory `where`), or None after removing what it
-    left of `where` and recording why it failed."""
+    left of `where` and recording why it failed. Each build is one step of state.progress."""
+    state.progress.update(0, note=where.name)
     try:
         return make()
     except UserError:
@@ -36,6 +37,8 @@ def build(state, where: Path, stage: str, make):
         shutil.rmtree(where, ignore_errors=True)
         state.failures.append(record(where.name, stage, e))
         return None
+    finally:
+        state.progress.update(1)
 
 
 def skipped(state, name: str, parent: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgepress import atomic
+from edgepress import atomic, progress
 from edgepress.compress import (
     calibrate,
     distill,
@@ -75,8 +75,11 @@ def _write(state: State, recipe: Recipe, tmp: Path) -> State:
     state.work = tmp
     if state.pruned is not None:  # its layers no longer fit the factory: keep it as a SOURCE
         prune.save(state.pruned.model, state.pruned.example, tmp / prune.SAVED)
-    state = export.apply(state, recipe.export)
-    state = quantize.apply(state, recipe.quantize)
+    steps = len(recipe.export.formats) * (1 + len(recipe.quantize.precisions))
+    with progress.bar("building bundles", steps) as state.progress:  # one step per guard.build
+        state = export.apply(state, recipe.export)
+        state = quantize.apply(state, recipe.quantize)
+    state.progress = progress.OFF
     if not state.bundles:
         raise _NothingBuilt
     state = verify.apply(state, recipe.verify)

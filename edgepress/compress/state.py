@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgepress import progress
 from edgepress.options import Recipe
 
 
@@ -45,3 +46,4 @@ class State:
     stages: dict = field(default_factory=dict)  # load, student, prune, distill
     bundles: list = field(default_factory=list)
     failures: list = field(default_factory=list)  # guard.record: bundles an engine could not build
+    progress: object = progress.OFF  # the live bar of the bundles being built (edgepress.progress)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgepress import progress
 from edgepress.runtime import artifact, bench, inspect, verify
 from edgepress.runtime.layout import to_nhwc
 from edgepress.runtime.session import Session
@@ -46,7 +47,12 @@ def _notes(stages: dict) -> dict:
 
 def write(out_dir: Path, bundles: list[Path], eval_data=None, extra: dict | None = None) -> dict:
     """Measures every bundle and writes out_dir/summary.{md,json}; returns the summary."""
-    rows = [_row(b, _fp32_of(b, bundles), eval_data) for b in bundles]
+    rows = []
+    with progress.bar("timing for the summary", len(bundles)) as bar:
+        for b in bundles:
+            bar.update(0, note=b.name)
+            rows.append(_row(b, _fp32_of(b, bundles), eval_data))
+            bar.update()
     summary = {"rows": rows, "eval": eval_data.source if eval_data is not None else None,
                "latency": "p50 of edgepress bench, 1 thread, short protocol "
                           f"({PROTOCOL.min_runs} runs / {PROTOCOL.min_s} s)",

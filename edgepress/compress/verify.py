@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from edgepress import progress
 from edgepress.compress import export, load
 from edgepress.options import Verify
 from edgepress.errors import UserError, first_line
@@ -38,9 +39,12 @@ def capture(state, cfg: Verify):
 def apply(state, cfg: Verify):
     """The stage: writes every bundle's manifest, then verifies the bundle against its golden
     outputs (what `edgepress verify` does on the device)."""
-    for bundle in state.bundles:
-        artifact.write_manifest(bundle.path / artifact.MANIFEST, _manifest(state, bundle, cfg))
-        bundle.verdict = runtime_verify.apply(artifact.open_bundle(bundle.path))
+    with progress.bar("verifying", len(state.bundles)) as bar:
+        for bundle in state.bundles:
+            bar.update(0, note=bundle.name)
+            artifact.write_manifest(bundle.path / artifact.MANIFEST, _manifest(state, bundle, cfg))
+            bundle.verdict = runtime_verify.apply(artifact.open_bundle(bundle.path))
+            bar.update()
     return state
 
 
@@ -74,7 +78,7 @@ def reference_outputs(loaded, golden_in: dict) -> dict:
     try:
         with torch.no_grad():
             runs = [[t.detach().numpy() for t in load.outputs(loaded.model(
-                **{k: torch.from_numpy(v[i]) for k, v in golden_in.items()}))] for i in range(n)]
+                **{k: torch.from_numpy(v[i, ...]) for k, v in golden_in.items()}))] for i in range(n)]
     except UserError:
         raise
     except Exception as e:  # a wrong --input-shape usually surfaces here, as a torch error

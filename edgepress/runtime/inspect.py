@@ -150,7 +150,7 @@ def _tflite(path: Path) -> dict:
     session = Session(path, options={"xnnpack": False})
     it = session.engine.it  # the interpreter: op and tensor details are only exposed there
     tensors = {t["index"]: t for t in it.get_tensor_details()}
-    ops = _tflite_ops(it, path)
+    ops = tflite_ops(it, path)
     produced = {o for op in ops for o in op["outputs"]}
     graph_inputs = {d["index"] for d in it.get_input_details()}
     consts = {i for op in ops for i in op["inputs"]
@@ -166,7 +166,7 @@ def _tflite(path: Path) -> dict:
             "layers": [layer for layer in layers if layer["macs"]]}
 
 
-def _tflite_ops(it, path: Path) -> list[dict]:
+def tflite_ops(it, path: Path) -> list[dict]:
     """The primary subgraph's ops as dicts: index, op_name, inputs, outputs (tensor indices).
 
     LiteRT's Python API lists ops only through the private Interpreter._get_ops_details. It is

@@ -138,7 +138,7 @@ def preprocess(cfg) -> Preprocess:
 def _random(specs, n, seed, int_high):
     arrays = shapes.random_inputs(specs, n, seed, int_high)
     for i in range(n):
-        yield {k: v[i] for k, v in arrays.items()}
+        yield {k: v[i, ...] for k, v in arrays.items()}
 
 
 # ---- checks ---------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def example(loaded: Loaded, seed: int = 0) -> dict:
     import torch
 
     one = shapes.random_inputs(loaded.inputs, 1, seed, loaded.int_high)
-    return {k: torch.from_numpy(v[0]) for k, v in one.items()}
+    return {k: torch.from_numpy(v[0, ...]) for k, v in one.items()}
 
 
 def check(cfg: Model) -> Model:

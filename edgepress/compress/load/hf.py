@@ -98,7 +98,14 @@ def _wrap(inner):
     """Named tensor inputs in, the model's first output (logits / hidden states) out. forward
     names its parameters, one class per input kind, so the positional TorchScript-based ONNX
     export (export.py's fallback) calls it as well as the keyword paths do."""
+    import inspect
+
     import torch
+
+    # A decoder (GPT-2) with use_cache on also builds and returns its key/value cache (a
+    # transformers Cache object) beside the logits; one forward pass of an export needs none.
+    no_cache = ({"use_cache": False} if "use_cache" in inspect.signature(inner.forward).parameters
+                else {})
 
     class FirstOutput(torch.nn.Module):
         def __init__(self, inner):
@@ -106,7 +113,7 @@ def _wrap(inner):
             self.inner = inner
 
         def first(self, **inputs):
-            return self.inner(**inputs, return_dict=False)[0]
+            return self.inner(**inputs, **no_cache, return_dict=False)[0]
 
     class Text(FirstOutput):
         def forward(self, input_ids, attention_mask):

@@ -119,19 +119,37 @@ def _script_to_module(module, specs):
     """TorchScript cannot go through torch.export (so neither the dynamo ONNX exporter nor
     litert-torch): convert it to an ExportedProgram once, and everything downstream sees an
     ordinary module. The converter is private API (torch._export.converter), the only one
-    upstream offers for this."""
+    upstream offers for this: where it is missing or its interface changed, the ScriptModule
+    itself is the model (called by input name; torch.onnx's TorchScript-based exporter takes
+    it, litert-torch does not, so only that bundle fails, recorded by guard.build)."""
     import torch
-    from torch._export.converter import TS2EPConverter
 
+    converter = _converter()
+    if converter is None:
+        return module, ("TorchScript kept as a ScriptModule: this torch has no usable "
+                        "torch._export.converter.TS2EPConverter (TFLite export needs it)")
     examples = shapes.random_inputs(specs, 1, seed=0)
-    args = tuple(torch.from_numpy(examples[s.name][0]) for s in specs)
+    args = tuple(torch.from_numpy(examples[s.name][0, ...]) for s in specs)
     try:
-        ep = TS2EPConverter(module, args).convert()
+        ep = converter(module, args).convert()
+    except (TypeError, AttributeError) as e:  # the private interface changed, not the model
+        return module, (f"TorchScript kept as a ScriptModule: torch's TS2EPConverter "
+                        f"interface changed ({first_line(e)}); TFLite export needs it")
     except Exception as e:
         raise UserError(f"TorchScript model cannot be converted for export "
                         f"({first_line(e)})") from None
     return Named(ep.module(), [s.name for s in specs]), \
         "TorchScript converted to an ExportedProgram (torch TS2EPConverter)"
+
+
+def _converter():
+    """torch's TS2EPConverter class, when this torch has it (a feature check, not a version
+    check: the module is private and may move)."""
+    try:
+        from torch._export.converter import TS2EPConverter
+    except ImportError:
+        return None
+    return TS2EPConverter if callable(getattr(TS2EPConverter, "convert", None)) else None
 
 
 def load_exported(source, weights, given, trust_pickle) -> Loaded:

@@ -99,7 +99,7 @@ def _bundle(state, fp32, where: Path, precision: str, cfg: Quantize):
 def _quantize(state, fp32, where: Path, qcfg: QuantizeConfig, cfg: Quantize):
     import torch
 
-    sample = {k: torch.from_numpy(v[0]) for k, v in state.golden_in.items()}  # NCHW, as traced
+    sample = {k: torch.from_numpy(v[0, ...]) for k, v in state.golden_in.items()}  # NCHW, as traced
     with tempfile.TemporaryDirectory(prefix="edgepress-quantize-") as work:
         job = Job(state.loaded, fp32.fmt, fp32.model_file, where / f"model.{fp32.fmt}",
                   state.calib, sample, state.recipe.export.tflite_layout, work=Path(work))

@@ -18,6 +18,7 @@ import io
 from dataclasses import replace
 from pathlib import Path
 
+from edgepress import progress
 from edgepress.compress.quantize import graph_facts
 from edgepress.runtime import fingerprint
 from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quantized, work_dir
@@ -166,6 +167,7 @@ class _Reader:
         self.chunk = max(d for d in range(1, 33) if self.total % d == 0)  # ORT wants a divisor
         self._it = iter(dataset.samples())
         self._left = self.total
+        self.bar = progress.OFF  # the calibration's live line, on a terminal (see _static)
 
     def __len__(self):
         return self.total
@@ -177,6 +179,7 @@ class _Reader:
         if self._left <= 0:
             return None
         self._left -= 1
+        self.bar.update()
         return next(self._it, None)
 
 
@@ -257,7 +260,10 @@ def _static(job: Job, cfg: QuantizeConfig, figures: dict, op_types=None, tag="al
     from edgepress.compress import export
 
     # the histogram calibrators print progress with print(): silence fd 1 and sys.stdout both
-    with export.quiet(), contextlib.redirect_stdout(io.StringIO()):
+    with progress.bar("calibrating (onnxruntime)", len(reader or ())) as bar, \
+            export.quiet(), contextlib.redirect_stdout(io.StringIO()):
+        if reader:
+            reader.bar = bar
         quantize_static(
             str(src), str(job.out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=qtype[types["activations"]], weight_type=qtype[types["weights"]],

@@ -5,7 +5,7 @@ method, in order, each named. `run` is one quantization: a candidate, then the p
 from __future__ import annotations
 
 from edgepress.compress import compact
-from edgepress.compress.quantize import onnx, speed, tflite
+from edgepress.compress.quantize import layers, onnx, speed, tflite
 from edgepress.compress.quantize.job import CALIB_METHODS, PRECISIONS, TARGETS, Job, \
     QuantizeConfig, Quantized
 from edgepress.errors import UserError, one_of
@@ -28,13 +28,19 @@ def _excluded(job: Job, cfg: QuantizeConfig, result: Quantized, method) -> Quant
     return result
 
 
+def _layers(job: Job, cfg: QuantizeConfig, result: Quantized, method) -> Quantized:
+    result.figures.update(layers.record(result.path))  # read from the file as written
+    return result
+
+
 def _compact(job: Job, cfg: QuantizeConfig, result: Quantized, method) -> Quantized:
     result.figures["compacted_bytes"] = compact.apply(result.path)
     return result
 
 
 # After the method, in this order: each takes (job, cfg, result, method) and returns the result.
-PASSES = (("speed_guard", speed.guard), ("record_exclusions", _excluded), ("compact", _compact))
+PASSES = (("speed_guard", speed.guard), ("record_exclusions", _excluded), ("compact", _compact),
+          ("record_layers", _layers))
 
 
 def run(job: Job, cfg: QuantizeConfig) -> Quantized:

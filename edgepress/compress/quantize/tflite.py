@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from edgepress import progress
 from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quantized
 from edgepress.errors import UserError
 
@@ -55,11 +56,13 @@ def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
     # `only` keeps every other layer in float; non-layer ops (add, pooling) stay quantized
     quantizer = _layer_quantizer(set(exclude) | (layers - set(only) if only else set()))
     prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
+    total = min(calib.record()["samples"], CALIB_CAP)
+    with torch.no_grad(), progress.bar("calibrating (PT2E)", total) as bar:
         for i, s in enumerate(calib.samples()):
             if i >= CALIB_CAP:
                 break
             prepared(**_layout_kwargs({k: torch.from_numpy(v) for k, v in s.items()}, layout))
+            bar.update()
     return convert_pt2e(prepared, fold_quantize=False), quantizer
 
 

@@ -1,0 +1,34 @@
+"""A model input of shape () (silero-vad's `sr`: the sample rate as a scalar int64) goes
+through export and verification: indexing one sample of its (samples,) array gives a numpy
+scalar, which torch.from_numpy refused with a TypeError (issue 17, found on silero-vad)."""
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgepress.compress import pipeline
+
+
+def _scaled_by_a_scalar(path):
+    """y = x * float(sr) / 16000, with sr a scalar int64 input."""
+    nodes = [helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+             helper.make_node("Div", ["srf", "rate"], ["k"]),
+             helper.make_node("Mul", ["x", "k"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
+                     helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        initializer=[numpy_helper.from_array(np.array(16000.0, np.float32), "rate")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_a_scalar_input_is_exported_and_verified(tmp_path):
+    _scaled_by_a_scalar(tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).standard_normal((4, 1, 8))
+             .astype(np.float32), sr=np.full((4,), 16000, np.int64))
+    fp32, dynamic = pipeline.run(pipeline.Request(source=str(tmp_path / "m.onnx"),
+                                              out=tmp_path / "out", formats=("onnx",),
+                                              quantize=("dynamic",), calib=str(tmp_path / "calib.npz"),
+                                              summary=False))
+    for result in (fp32, dynamic):
+        assert result.verdict.passed, (result.bundle.name, result.verdict.failures)

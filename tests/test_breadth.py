@@ -1,0 +1,54 @@
+"""Breadth (issue 17, item 1): common transformers architectures, random weights and tiny
+configs saved as model directories, through `edgepress compress DIR` in fp32, int8 and dynamic,
+both formats (benchmarks/breadth.py runs and renders the matrix). Each architecture's row must
+be the committed table's (benchmarks/results/breadth.md, quoted in the README), and that table
+says why each failed cell failed. (The target, fp32 in both formats for every architecture and
+int8/dynamic for all but at most one, is read off that table; the README says where it stands.)"""
+
+import re
+import sys
+
+import pytest
+from tiny_models import ROOT
+
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import breadth  # noqa: E402
+
+BUNDLES = [f"{fmt}-{p}" for fmt in breadth.FORMATS for p in breadth.PRECISIONS]
+
+
+def committed() -> dict:
+    """architecture -> bundle -> "pass" / "FAIL", from the committed table."""
+    rows = {}
+    for line in breadth.RESULTS.read_text().splitlines():
+        m = re.match(r"\| (\w+) \(\w+\) \| (.*) \|$", line)
+        if m:
+            marks = [c.strip() for c in m.group(2).split("|")]
+            rows[m.group(1)] = {b: "pass" if c == "pass" else "FAIL"
+                                for b, c in zip(BUNDLES, marks)}
+    return rows
+
+
+def test_every_failed_cell_of_the_committed_table_says_why():
+    text = breadth.RESULTS.read_text()
+    marks = re.findall(r"FAIL \((\d+)\)", text)
+    assert marks, "no failures: drop this test's premise"
+    for n in marks:
+        assert re.search(rf"^\({n}\) \w+ [a-z]+-[a-z0-9]+: \S", text, re.M), n
+
+
+def test_the_readme_quotes_the_committed_table():
+    table = [line for line in breadth.RESULTS.read_text().splitlines() if line.startswith("|")]
+    readme = (ROOT / "README.md").read_text()
+    assert "\n".join(table) in readme
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(breadth.ARCHS))
+def test_each_architecture_goes_through_as_committed(name, tmp_path):
+    if name not in committed():
+        pytest.skip(f"{name} has no row in {breadth.RESULTS.name} yet")
+    cells = breadth.row(name, tmp_path)
+    assert {b: "pass" if c == "pass" else "FAIL" for b, c in cells.items()} == \
+        committed()[name], cells
