@@ -162,6 +162,8 @@ def _faster(kept: dict, eligible: list, why: str) -> tuple[dict, str]:
     """The eligible candidate with the lowest p50 replaces `kept` when their p50 ratio's 95%
     interval lies below 1; otherwise it is a tie and `kept` stays."""
     timed = [r for r in eligible if "_times" in r]
+    if len(eligible) == 1:
+        return kept, why + "; the only eligible one (p50s recorded, not needed to choose)"
     if "_times" not in kept or len(timed) < 2:
         return kept, why + "; not timed"
     rng = np.random.default_rng(0)
