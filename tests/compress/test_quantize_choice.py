@@ -20,7 +20,7 @@ from onnx import numpy_helper as nh
 from tiny_models import factory
 
 from edgepress import cli
-from edgepress.compress.quantize import choose
+from edgepress.compress.quantize import Quantized, choose
 from edgepress.runtime import artifact
 
 
@@ -110,13 +110,18 @@ def test_a_failing_candidate_is_recorded_and_skipped(tmp_path, monkeypatch):
     def broken(job, cfg):
         raise RuntimeError("the library gave up")
 
-    broken.key = "onnx-static-all-ops"
+    def unloadable(job, cfg):  # written, but the engine refuses the file
+        job.out_path.write_bytes(b"not an onnx model")
+        return Quantized(job.out_path, {"method": "garbage"})
+
+    broken.key, unloadable.key = "onnx-static-all-ops", "unloadable"
     monkeypatch.setitem(paths.METHODS, ("onnx", "int8"),
-                        [broken, onnx_paths.static_int8_weight_ops])
+                        [broken, unloadable, onnx_paths.static_int8_weight_ops])
     calib = _npz(tmp_path / "c.npz", "x", (1, 3, 16, 16))
     m, _ = _compress(tmp_path, factory("cnn"), "1,3,16,16", "x", calib)
     rows = {r["path"]: r for r in m["stages"]["quantize"]["choice"]["candidates"]}
     assert "the library gave up" in rows["onnx-static-all-ops"]["error"]
+    assert rows["unloadable"]["error"].startswith("does not run")
     assert m["stages"]["quantize"]["path"] == "onnx-static-weight-ops"
 
 

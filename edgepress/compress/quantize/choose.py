@@ -70,8 +70,13 @@ def _build_all(job: Job, cfg: QuantizeConfig, methods: list) -> tuple[list, dict
             errors.append(e)
             rows.append({"path": name, "error": f"{type(e).__name__}: {first_line(e, 200)}"})
             continue
+        try:  # a file the engine refuses (MiniLM port: onnxruntime's AddInitializerWithOrtValue)
+            fid = measure(job, q.path, job.select, SELECT_CAP)
+        except Exception as e:  # noqa: BLE001 - is a failed candidate, not a failed bundle
+            errors.append(e)
+            rows.append({"path": name, "error": f"does not run: {first_line(e, 200)}"})
+            continue
         built[name] = q
-        fid = measure(job, q.path, job.select, SELECT_CAP)
         rows.append({"path": name, "method": q.figures.get("method"),
                      "size_bytes": q.path.stat().st_size, **_fidelity(fid)})
     if not built:
