@@ -10,14 +10,28 @@
 - size_ratio: the largest int8/fp32 model-file size ratio over every int8 bundle built here.
 - The activation-type choice: MobileNetV2 ONNX int8 with s8 activations (--quant-target arm)
   timed against the u8 ones the host choice made (s8/u8 p50 ratio, printed, not a target).
+- The real pretrained models (REAL_MODELS, models/real.py): the suite itself (benchmarks/run.py
+  --models REAL_MODELS: the same splits, peers and `edgepress bench` measurement) run on them
+  alone, its rows read back. real_vs_best_peer: edgepress's best int8 task metric minus the best
+  non-broken peer's, points, mean over the models (`_worst`: the lowest); the transformer
+  cosines: the worst eval sentence's cosine to fp32 (MiniLM port), dynamic and int8;
+  tflite_vs_aeq_p50: edgepress int8 TFLite p50 over AI Edge Quantizer's default static recipe
+  (1 thread), geometric mean over the models with both (`_worst`: the highest). size_ratio now
+  also covers the real models whose int8 bundle keeps no weight layer in float; the others are
+  printed with their own ratio and float layers. Each bundle's kept quantization path and why
+  (its manifest's stages.quantize.choice) are printed beside.
 
     python benchmarks/quantize.py [--seconds 4] [--threads 1] [--work DIR]
 
 Exports run as `edgepress compress` subprocesses; this process never imports torch. The last line:
 `quantize: digits_drop onnx=<pts> tflite=<pts>; mbv2_p50_ratio onnx=<r> tflite=<r>;
-resnet18_p50_ratio onnx=<r> tflite=<r>; size_ratio=<r>`
+resnet18_p50_ratio onnx=<r> tflite=<r>; size_ratio=<r>; real_vs_best_peer=<pts>
+real_vs_best_peer_worst=<pts> transformer_dynamic_cos_onnx=<c> transformer_dynamic_cos_tflite=<c>
+transformer_int8_cos_onnx=<c> transformer_int8_cos_tflite=<c> tflite_vs_aeq_p50=<r>
+tflite_vs_aeq_worst=<r>`
 Targets (issue 4): drops <= 0.5; MobileNetV2 ratios <= 0.55; ResNet-18 <= 0.45 (onnx) and
-<= 0.55 (tflite); size_ratio <= 0.30.
+<= 0.55 (tflite); size_ratio <= 0.30. Issue 15: real_vs_best_peer >= +0.5 with _worst >= -0.5;
+dynamic cosines >= 0.99, int8 >= 0.98; tflite_vs_aeq_p50 <= 0.8 with _worst <= 1.05.
 """
 
 from __future__ import annotations
@@ -36,10 +50,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.models import MODELS, WEIGHTS
 from benchmarks.prune import timed_pair
-from edgepress.runtime import compare
+from edgepress.runtime import artifact, compare
 
 DIGITS_DATA = ROOT / "examples" / "digits" / "data"
 FORMATS = ("onnx", "tflite")
+REAL_MODELS = ("silero_vad", "crepe_tiny", "magika", "minilm")  # cheapest first
+TRANSFORMER = "minilm"
 
 
 def compress(name: str, work: Path, extra: list[str], tag: str = "",
@@ -109,6 +125,110 @@ def size_ratios(outs: list[Path]) -> dict:
     return ratios
 
 
+def real(work: Path, threads: int) -> list[dict]:
+    """The suite on REAL_MODELS (built under WORK/real, reused with --work); its rows, with
+    bundle paths made absolute again."""
+    out, build = work / "real-results", work / "real"
+    if not (out / "summary.json").is_file():
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--models",
+               ",".join(REAL_MODELS), "--threads", str(threads), "--out", str(out), "--work",
+               str(build)]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"the suite failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}"
+                     f"{proc.stderr[-3000:]}")
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    for r in rows:
+        for key in ("bundle", "reference"):
+            if r.get(key) and not Path(r[key]).is_absolute():
+                r[key] = str(build / r[key])
+    return rows
+
+
+def real_figures(rows: list[dict]) -> dict:
+    """The issue-15 figures from the suite's rows (figures.py's definitions)."""
+    from benchmarks import figures
+
+    ok = figures.measured(rows)
+    vs_peer = figures.real_vs_peers(ok)
+    aeq = {}
+    for model in REAL_MODELS:
+        ours = figures.find(ok, model, "edgepress", "int8", "tflite")
+        theirs = figures.find(ok, model, "aeq-default", "int8", "tflite")
+        if ours and theirs:
+            aeq[model] = ours["runs"]["1"]["p50_ms"] / theirs["runs"]["1"]["p50_ms"]
+    cos = {}
+    for recipe, tag in (("dynamic-int8", "dynamic"), ("int8", "int8")):
+        for fmt in FORMATS:
+            row = figures.find(ok, TRANSFORMER, "edgepress", recipe, fmt)
+            cos[f"{tag}_{fmt}"] = row["task_detail"]["worst_cosine"] if row else float("nan")
+    points = [v["points"] for v in vs_peer.values()]
+    return {"vs_peer": vs_peer, "aeq": aeq, "cos": cos, "ok": ok,
+            "real_vs_best_peer": float(np.mean(points)) if points else float("nan"),
+            "real_vs_best_peer_worst": min(points, default=float("nan")),
+            "tflite_vs_aeq_p50": float(np.exp(np.mean(np.log(list(aeq.values())))))
+            if aeq else float("nan"), "tflite_vs_aeq_worst": max(aeq.values(), default=float("nan"))}
+
+
+def float_weight_layers(model: Path) -> list[str]:
+    """Weight layers a quantized file keeps in float: ONNX from edgepress's own graph record;
+    TFLite: FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D ops whose weight tensor is float32."""
+    if model.suffix == ".onnx":
+        from edgepress.compress.quantize import graph_facts
+
+        return graph_facts.record(model)["float_weight_layers"]
+    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfu
+
+    m = tfu.read_model(str(model))
+    ops = {qtyping.BuiltinOperator.FULLY_CONNECTED, qtyping.BuiltinOperator.CONV_2D,
+           qtyping.BuiltinOperator.DEPTHWISE_CONV_2D}
+    g, codes = m.subgraphs[0], [c.builtinCode for c in m.operatorCodes]
+    return [tfu.get_tensor_name(g.tensors[op.outputs[0]]) for op in g.operators
+            if codes[op.opcodeIndex] in ops and len(op.inputs) > 1 and op.inputs[1] >= 0
+            and g.tensors[op.inputs[1]].type == qtyping.TensorType.FLOAT32]
+
+
+def real_sizes(ok: list[dict]) -> tuple[dict, dict]:
+    """(ratio per fully-int8 bundle, (ratio, float layers) per bundle keeping some float)."""
+    from benchmarks import figures
+
+    full, partial = {}, {}
+    for r in ok:
+        base = figures.find(ok, r["model"], "edgepress", "fp32", r["format"])
+        if r["tool"] != "edgepress" or r["recipe"] != "int8" or r["precision"] != "int8" \
+                or not base:
+            continue
+        ratio = r["size_bytes"] / base["size_bytes"]
+        floats = float_weight_layers(artifact.open_bundle(r["bundle"]).model_path)
+        if floats:
+            partial[f"{r['model']}/{r['format']}"] = (ratio, floats)
+        else:
+            full[f"{r['model']}/{r['format']}"] = ratio
+    return full, partial
+
+
+def print_real(fig: dict, partial: dict) -> None:
+    for model, v in fig["vs_peer"].items():
+        e, p = v["edgepress"], v["peer"]
+        print(f"{model:<12} edgepress {e['recipe']} {e['format']} {100 * e['value']:.2f}% vs "
+              f"best peer {p['tool']} {p['format']} {100 * p['value']:.2f}% ({e['metric']}): "
+              f"{v['points']:+.2f} pts")
+    for r in fig["ok"]:
+        if r["tool"] == "edgepress" and r["precision"] == "int8":
+            q = json.loads((Path(r["bundle"]) / artifact.MANIFEST).read_text())["stages"][
+                "quantize"]
+            choice = q.get("choice", {}).get("by", "one candidate")
+            print(f"  {r['model']} {r['recipe']} {r['format']}: path {q.get('path')}: "
+                  f"{r['metric']} {100 * r['value']:.2f}%, p50 {r['runs']['1']['p50_ms']:.3f} "
+                  f"ms; chosen: {choice}")
+    for model, ratio in fig["aeq"].items():
+        print(f"{model:<12} tflite int8 p50 edgepress / aeq-default = {ratio:.3f}")
+    for key, (ratio, floats) in partial.items():
+        print(f"{key}: int8/fp32 file {ratio:.3f}, {len(floats)} weight layer(s) float "
+              f"(not in size_ratio): {', '.join(floats[:4])}{' ...' if len(floats) > 4 else ''}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="timing per model and format")
@@ -121,6 +241,10 @@ def main(argv=None) -> int:
         fast = {n: speed(n, work, args.threads, args.seconds) for n in ("mobilenet_v2", "resnet18")}
         sizes = size_ratios([dig["out"]] + [f["out"] for f in fast.values()])
         isa = activation_types("mobilenet_v2", work, args.threads, args.seconds)
+        fig = real_figures(real(work, args.threads))
+        full, partial = real_sizes(fig["ok"])
+        sizes.update(full)
+        print_real(fig, partial)
     for fmt, r in dig["rows"].items():
         print(f"digits {fmt:<7} accuracy fp32 {100 * r['fp32']:.2f}% int8 "
               f"{100 * r['quantized']:.2f}% drop {r['drop_points']:.2f} pts, SNR "
@@ -138,7 +262,13 @@ def main(argv=None) -> int:
     print(f"quantize: digits_drop onnx={d['onnx']['drop_points']:.2f} "
           f"tflite={d['tflite']['drop_points']:.2f}; mbv2_p50_ratio onnx={mb['onnx']['ratio']:.3f} "
           f"tflite={mb['tflite']['ratio']:.3f}; resnet18_p50_ratio onnx={rn['onnx']['ratio']:.3f} "
-          f"tflite={rn['tflite']['ratio']:.3f}; size_ratio={max(sizes.values()):.3f}")
+          f"tflite={rn['tflite']['ratio']:.3f}; size_ratio={max(sizes.values()):.3f}; "
+          f"real_vs_best_peer={fig['real_vs_best_peer']:+.2f} "
+          f"real_vs_best_peer_worst={fig['real_vs_best_peer_worst']:+.2f} "
+          + " ".join(f"transformer_{k.split('_')[0]}_cos_{k.split('_')[1]}={v:.4f}"
+                     for k, v in fig["cos"].items())
+          + f" tflite_vs_aeq_p50={fig['tflite_vs_aeq_p50']:.3f} "
+          f"tflite_vs_aeq_worst={fig['tflite_vs_aeq_worst']:.3f}")
     return 0
 
 

@@ -150,7 +150,10 @@ class Quantize:
     max_drop: float | None = option(None, "keep sensitive layers in float until accuracy (or "
                                     "top-1 agreement) drops at most this many points",
                                     "--max-drop", kind="float", metavar="POINTS")
-    max_float_layers: int = option(8, "cap for --max-drop", "--max-float-layers")
+    min_snr: float | None = option(None, "keep sensitive layers in float until the output SNR "
+                                   "against fp32 on held-out data is at least this many dB",
+                                   "--min-snr", kind="float", metavar="DB")
+    max_float_layers: int = option(8, "cap for --max-drop and --min-snr", "--max-float-layers")
     target: str = option("host", "CPU the int8 bundle is for: host, x86-vnni, x86, arm (picks "
                          "ONNX activation/weight types)", "--quant-target")
 

@@ -26,9 +26,9 @@ def check(cfg: Verify) -> Verify:
 
 
 def capture(state, cfg: Verify):
-    """Golden inputs (held-out data, else calibration data, else random) and the reference
-    model's outputs on them, taken after prune and distill."""
-    data = state.held_out or state.calib
+    """Golden inputs (held-out data, else random: never calibration samples, issue 15 item 4)
+    and the reference model's outputs on them, taken after prune and distill."""
+    data = state.held_out
     state.golden_in = (shapes.random_inputs(state.loaded.inputs, cfg.golden_samples, cfg.seed,
                                             state.loaded.int_high)
                        if data is None else data.first(cfg.golden_samples))
@@ -56,7 +56,8 @@ def _manifest(state, bundle, cfg: Verify) -> dict:
         stages["prune"] = bundle.stages["prune"]
     if "quantize" in bundle.stages:
         stages["quantize"] = stages.pop("quantize")
-    golden = {"file": artifact.GOLDEN, "samples": cfg.golden_samples, "seed": cfg.seed,
+    samples = next(iter(state.golden_in.values())).shape[0]  # held-out data may hold fewer
+    golden = {"file": artifact.GOLDEN, "samples": samples, "seed": cfg.seed,
               "reference": "onnxruntime (ONNX source)" if loaded.model is None else "torch"}
     return artifact.manifest(
         bundle.fmt, bundle.precision, bundle.model_file, bundle.inputs, bundle.outputs,

@@ -142,11 +142,13 @@ def test_cli_int8_bundle_records_calibration_and_fidelity(tmp_path, capsys):
     assert m["stages"]["quantize"]["normalisation"]
     assert m["calibration"]["samples"] == 24 and len(m["calibration"]["sha256"]) == 64
     acc = m["fidelity"]["accuracy"]
-    assert acc["labelled"] == 24 and acc["drop_points"] == pytest.approx(
+    assert acc["labelled"] == 12 and acc["drop_points"] == pytest.approx(
         100 * (acc["fp32"] - acc["quantized"]), abs=1e-3)
     assert "speed" in m["stages"]["quantize"]
     printed = capsys.readouterr().out
-    assert "onnx-int8: eval 24 samples" in printed and "accuracy fp32" in printed
+    # int8 has candidate paths: the odd samples of --eval chose one, the even ones report
+    assert "onnx-int8: eval 12 samples" in printed and "accuracy fp32" in printed
+    assert "onnx-dynamic: eval 24 samples" in printed
 
 
 def test_cli_random_calibration_warns(tmp_path, capsys):
@@ -284,6 +286,20 @@ def test_max_drop_fails_clearly_when_the_cap_is_too_low(fragile_job):
     cfg = quantize.QuantizeConfig("int8", speed_check=False)
     with pytest.raises(UserError, match="--max-drop 0.0: not met with up to 1 layer"):
         search.apply(job, cfg, held_out, max_drop=0.0, max_float_layers=1)
+
+
+def test_min_snr_keeps_fragile_layers_in_float_or_fails_clearly(fragile_job):
+    job, held_out = fragile_job
+    cfg = quantize.QuantizeConfig("int8", speed_check=False)
+    target = search.apply(job, cfg, held_out).fidelity["snr_db"] + 5
+    out = search.apply(job, cfg, held_out, min_snr=target)
+    steps = out.search["steps"]
+    assert steps[0]["snr_db"] < target <= steps[-1]["snr_db"] and "drop_points" not in steps[0]
+    assert out.fidelity["snr_db"] >= target and out.search["min_snr_db"] == target
+    modules = search.torch_modules(job)
+    assert {modules[n] for n in out.search["float_layers"]} <= {"fragile", "head"}
+    with pytest.raises(UserError, match="--min-snr 500.0: not met with up to 1 layer"):
+        search.apply(job, cfg, held_out, min_snr=500.0, max_float_layers=1)
 
 
 def test_onnx_source_quantizes_the_same_way(cnn_bundles, tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ class Dataset:
     _reader: object  # callable() -> iterator of (sample dict, label or None)
     preprocessing: dict | None = None
     warning: str | None = None
+    split: str | None = None  # which samples of SOURCE these are, when a part of it
     _record: dict = field(default_factory=dict)
 
     def samples(self) -> Iterator[dict]:
@@ -70,6 +71,14 @@ class Dataset:
                 break
         return {s.name: np.stack([t[s.name] for t in taken]) for s in self.specs}
 
+    def part(self, keep, split: str) -> "Dataset":
+        """The samples whose index `keep(i)` holds (streamed, as this one is); `split` says
+        which, for the manifest."""
+        def reader():
+            return ((s, y) for i, (s, y) in enumerate(self.labelled()) if keep(i))
+        return Dataset(self.kind, self.source, self.specs, None, reader, self.preprocessing,
+                       self.warning, f"{self.split}; of those, {split}" if self.split else split)
+
     def record(self) -> dict:
         """What the manifest says about this data (complete after one full pass)."""
         if not self._record:
@@ -81,6 +90,8 @@ class Dataset:
             out["preprocessing"] = self.preprocessing
         if self.warning:
             out["warning"] = self.warning
+        if self.split:
+            out["split"] = self.split
         return out
 
 
@@ -115,10 +126,34 @@ def apply(state, cfg):
         state.calib = open_option(cfg.calib, state.loaded, cfg, cfg.calib_samples, seed)
     if cfg.eval:
         state.held_out = open_option(cfg.eval, state.loaded, cfg)
+    elif state.calib is not None:
+        state.calib, state.held_out = hold_out(state.calib, state.loaded, seed)
     for data in (state.calib, state.held_out) if quantizing else ():
         if data is not None:
             data.record()  # one full pass: every sample checked and hashed up front
     return state
+
+
+HOLD_OUT_EVERY = 4  # without --eval, every 4th calibration sample is held out instead
+
+
+def hold_out(calib: Dataset, loaded, seed: int) -> tuple:
+    """(calibration, held-out) without --eval: fidelity and golden inputs must not come from
+    the samples the ranges were fitted on. Every HOLD_OUT_EVERY-th sample is held out (random
+    calibration: fresh random inputs of the next seed); with too few samples, none (None)."""
+    if calib.kind == "random":
+        held = open_data("random", calib.specs, min(calib.limit, 32), seed=seed + 1,
+                         int_high=loaded.int_high)
+        return calib, replace(held, warning=None, split=(
+            f"random inputs of seed {seed + 1} (calibration: seed {seed}); no --eval given"))
+    n, k = calib.record()["samples"], HOLD_OUT_EVERY
+    if n < k:
+        return calib, None
+    return (calib.part(lambda i: i % k != k - 1, f"--calib samples except every {k}th (those "
+                                                 f"are held out: no --eval given)"),
+            calib.part(lambda i: i % k == k - 1, f"every {k}th --calib sample ({n // k} of "
+                                                 f"{n}), held out of calibration: no --eval "
+                                                 f"given"))
 
 
 def open_option(source: str, loaded, cfg, limit: int | None = None, seed: int = 0) -> Dataset:

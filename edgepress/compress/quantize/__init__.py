@@ -36,8 +36,9 @@ def check(recipe) -> None:
     if q.max_drop is not None and q.max_drop < 0:
         raise UserError(f"--max-drop {q.max_drop}: must be >= 0 points")
     if not q.precisions:
-        if (data.calib and not recipe.prune.method) or q.max_drop is not None:
-            raise UserError("--calib and --max-drop apply to quantized bundles: add "
+        if (data.calib and not recipe.prune.method) or q.max_drop is not None \
+                or q.min_snr is not None:
+            raise UserError("--calib, --max-drop and --min-snr apply to quantized bundles: add "
                             "--quantize int8|dynamic|weight-int8|fp16")
         return
     for p in q.precisions:
@@ -85,12 +86,13 @@ def _bundle(state, fp32, where: Path, precision: str, cfg: Quantize):
     # Only a calibrated precision carries the calibration record and its warning (fp16 read
     # no data, so "calibrated on random noise" on it would be false).
     calib = state.calib if precision in CALIBRATED else None
-    held_out = state.held_out
+    held_out = outcome.reported_on
     extra = {"calibration": calib.record() if calib is not None else None,
              "fidelity": ({"data": held_out.record(), **outcome.fidelity}
                           if outcome.fidelity else None),
              "warnings": [w for w in (calib and calib.warning, q.figures.get("warning")) if w]}
     recipe = {"quantize": precision, "calib_method": cfg.calib_method, "max_drop": cfg.max_drop,
+              "min_snr": cfg.min_snr,
               "quant_target": cfg.target}
     return Bundle(fp32.fmt, precision, where, q.path, fp32.inputs, fp32.outputs,
                   stages={**fp32.stages, "quantize": figures}, recipe=recipe, extra=extra)
@@ -100,10 +102,27 @@ def _quantize(state, fp32, where: Path, qcfg: QuantizeConfig, cfg: Quantize):
     import torch
 
     sample = {k: torch.from_numpy(v[0, ...]) for k, v in state.golden_in.items()}  # NCHW, as traced
+    select, report = split_held_out(state.held_out, qcfg.precision)
     with tempfile.TemporaryDirectory(prefix="edgepress-quantize-") as work:
         job = Job(state.loaded, fp32.fmt, fp32.model_file, where / f"model.{fp32.fmt}",
-                  state.calib, sample, state.recipe.export.tflite_layout, work=Path(work))
-        return search.apply(job, qcfg, state.held_out, cfg.max_drop, cfg.max_float_layers)
+                  state.calib, sample, state.recipe.export.tflite_layout, work=Path(work),
+                  select=select)
+        outcome = search.apply(job, qcfg, report, cfg.max_drop, cfg.max_float_layers,
+                               cfg.min_snr)
+    outcome.reported_on = report
+    return outcome
+
+
+def split_held_out(held_out, precision: str) -> tuple:
+    """(selection, evaluation) parts of the held-out data: a calibrated precision has several
+    candidate paths, measured on the odd-indexed samples; the fidelity reported comes from the
+    even-indexed ones (golden inputs start at sample 0). Other precisions: (None, all of it)."""
+    if held_out is None or precision not in CALIBRATED or held_out.record()["samples"] < 2:
+        return None, held_out
+    return (held_out.part(lambda i: i % 2 == 1, "odd-indexed held-out samples: the quantization "
+                                                "path was selected on these"),
+            held_out.part(lambda i: i % 2 == 0, "even-indexed held-out samples (never used to "
+                                                "select the path)"))
 
 
 def describe(name: str, figures: dict, extra: dict) -> tuple[list[str], list[str]]:
@@ -121,10 +140,13 @@ def describe(name: str, figures: dict, extra: dict) -> tuple[list[str], list[str
                      f"(drop {a['drop_points']:.2f} pts)")
         lines.append(line)
     if search_:
-        steps = ", ".join(f"{len(s['float_layers'])}: {s['drop_points']:.2f}"
-                          for s in search_["steps"])
-        lines.append(f"{name}: --max-drop {search_['max_drop_points']}: kept in float "
-                     f"{search_['float_layers']} (drop per float-layer count: {steps})")
+        bound = search.Bound(search_["max_drop_points"], search_.get("min_snr_db"))
+        lines.append(f"{name}: {bound.flags()}: kept in float {search_['float_layers']} "
+                     f"(per float-layer count: {search._trail(search_['steps'])})")
+    if "choice" in figures:
+        lines.append(f"{name}: path {figures['path']} of "
+                     f"{len(figures['choice']['candidates'])} candidates: "
+                     f"{figures['choice']['by']}")
     if "speed" in figures:
         s = figures["speed"]
         lines.append(f"{name}: p50 {s['quantized_p50_ms']:.3f} ms vs fp32 {s['fp32_p50_ms']:.3f} "

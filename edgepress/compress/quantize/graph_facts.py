@@ -4,6 +4,7 @@ written file, never from the op list that was asked for)."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +27,13 @@ def _int_inputs(graph) -> set:
 
 
 def attention(path: Path) -> dict:
+    """`_attention` of the file, read once per file version (every candidate's `applies` asks)."""
+    stat = Path(path).stat()
+    return dict(_attention(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _attention(path: str, _mtime_ns: int, _size: int) -> tuple:
     """The graph's signs of attention: an embedding lookup (Gather on an integer graph input),
     or a Softmax beside a MatMul of two activations (scores = Q x K^T); then also its
     LayerNormalizations and any constant big enough to be an additive mask. Empty when neither:
@@ -44,13 +52,13 @@ def attention(path: Path) -> dict:
     scores = sum(1 for n in graph.node if n.op_type == "MatMul"
                  and not constant & set(n.input))
     if not lookups and not (scores and ops["Softmax"]):
-        return {}
+        return ()
     signs = {k: v for k, v in (("embedding_lookups", lookups), ("activation_matmuls", scores),
                                ("Softmax", ops["Softmax"]),
                                ("LayerNormalization", ops["LayerNormalization"])) if v}
     masks = [name for name, t in tensors if t.data_type == onnx.TensorProto.FLOAT
              and np.abs(numpy_helper.to_array(t)).max(initial=0) >= MASK_MAGNITUDE]
-    return {**signs, "mask_constants": masks}
+    return tuple({**signs, "mask_constants": masks}.items())
 
 
 def record(path: Path) -> dict:

@@ -24,6 +24,7 @@ class QuantizeConfig:
     only: tuple = ()  # quantize just these layers (per-layer sensitivity); () = all
     activations: str = "auto"  # ONNX int8 activation type: auto (by target), uint8, int8
     speed_check: bool = True  # time int8 against fp32 here and act when int8 is slower
+    path: str = ""  # the candidate path to run (its `key`); "" = choose by measurement
 
 
 @dataclass
@@ -38,13 +39,13 @@ class Job:
     sample: dict = field(default_factory=dict)  # name -> torch tensor (export's trace sample)
     layout: str = "nchw"  # TFLite I/O layout
     work: Path | None = None  # scratch dir kept across calls (normalised model, range cache)
+    select: object = None  # calibrate.Dataset the candidate paths are measured on (held out)
 
 
 @dataclass
 class Quantized:
     path: Path
     figures: dict  # method, library, choices and why, notes -> manifest stages.quantize
-
 
 
 def work_dir(job: Job) -> Path:

@@ -3,8 +3,10 @@
 - int8: quantize_static, QDQ format, per-channel s8 weights; activations u8 on x86 (ORT's u8s8
   kernels are its fast path: s8s8 measured 1.25-2x slower with VNNI), s8 on Arm. --calib-method
   picks ORT's calibrator.
+- int8, weight ops only: quantize_static on Conv/MatMul/Gemm, embedding tables weight-only.
 - int8 for transformers (the graph has Softmax / LayerNorm / an embedding lookup on an integer
   input): quantize_static on MatMul/Gemm only, outputs float, embedding tables weight-only.
+  choose.py measures the candidates that apply and keeps one.
 - dynamic: quantize_dynamic, per-channel, MatMul (Gemm rewritten by ORT), LSTM, Attention and
   embedding Gathers (ORT's ConvInteger runs slower than float Conv on CPU, so convolutions stay
   float). The manifest's `graph` is read from the written file.
@@ -183,9 +185,27 @@ class _Reader:
         return next(self._it, None)
 
 
+WEIGHT_OPS = ["Conv", "MatMul", "Gemm"]  # Gemm too: quant_pre_process fuses MatMul+Add into Gemm
+
+
 def static_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
     """Every op type onnxruntime quantizes statically (CNNs: measured fine)."""
     return _static(job, cfg, {"method": "static int8 QDQ, per-channel weights"})
+
+
+static_int8.key = "onnx-static-all-ops"
+static_int8.applies = lambda job: not graph_facts.attention(job.fp32_path)
+
+
+def static_int8_weight_ops(job: Job, cfg: QuantizeConfig) -> Quantized:
+    """Only the weight-carrying ops (Conv, MatMul, Gemm) quantized, their outputs too; embedding
+    tables weight-only. magika (findings-15): 90.1% accuracy where all op types gave 26.2%, the
+    JAX export's LayerNorm being elementwise Mul/Add that int8 cannot carry."""
+    return _with_tables(job, cfg, {"method": "static int8 QDQ on Conv/MatMul/Gemm only, "
+                                             "per-channel weights, embedding tables weight-only"})
+
+
+static_int8_weight_ops.key = "onnx-static-weight-ops"
 
 
 def static_int8_transformer(job: Job, cfg: QuantizeConfig) -> Quantized:
@@ -195,27 +215,35 @@ def static_int8_transformer(job: Job, cfg: QuantizeConfig) -> Quantized:
     feeding the residual stream has outliers int8 cannot hold), so the mask Add (its constant is
     finfo.min), Softmax and LayerNorm inputs are never quantized; then the embedding tables
     weight-only (onnxruntime's dynamic GatherQuant: table int8, rows dequantized after Gather)."""
+    signs = graph_facts.attention(job.fp32_path)
+    q = _with_tables(job, cfg, {"method": "static int8 QDQ on MatMul/Gemm (transformer recipe), "
+                                          "outputs float, per-channel weights, embedding tables "
+                                          "weight-only", "attention": signs},
+                     extra={"OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]})
+    q.figures["float_kept"] = _float_kept(q.figures["graph"], signs)
+    return q
+
+
+static_int8_transformer.key = "onnx-static-transformer"
+static_int8_transformer.applies = lambda job: bool(graph_facts.attention(job.fp32_path))
+
+
+def _with_tables(job: Job, cfg: QuantizeConfig, figures: dict, extra=None) -> Quantized:
+    """quantize_static on WEIGHT_OPS (one range cache for every such candidate: the ranges do
+    not depend on which outputs are then quantized), then the embedding tables weight-only."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from edgepress.compress import export
 
-    signs, work = graph_facts.attention(job.fp32_path), work_dir(job)
-    inner = replace(job, out_path=work / "static-matmul.onnx", work=work)
-    q = _static(inner, cfg, {"method": "static int8 QDQ on MatMul/Gemm (transformer recipe), "
-                                       "per-channel weights, embedding tables weight-only",
-                             "attention": signs},
-                op_types=["MatMul", "Gemm"], tag="transformer",
-                extra={"OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]})
+    work = work_dir(job)
+    inner = replace(job, out_path=work / f"static-{job.out_path.stem}.onnx", work=work)
+    q = _static(inner, cfg, figures, op_types=WEIGHT_OPS, tag="weights", extra=extra)
     with export.quiet():  # ORT warns the model "is already quantized": only Gather is left
         quantize_dynamic(str(q.path), str(job.out_path), op_types_to_quantize=["Gather"],
                          weight_type=QuantType.QUInt8, nodes_to_exclude=list(cfg.exclude),
                          nodes_to_quantize=list(cfg.only) or None)
     q.figures["graph"] = graph_facts.record(job.out_path)
-    q.figures["float_kept"] = _float_kept(q.figures["graph"], signs)
     return Quantized(job.out_path, q.figures)
-
-
-static_int8_transformer.applies = lambda job: bool(graph_facts.attention(job.fp32_path))
 
 
 def _signs(signs: dict) -> str:

@@ -1,20 +1,23 @@
-"""The quantization paths: `METHODS` maps (format, precision) to an ordered list of candidate
-paths (onnx.py and tflite.py say which library does what, and why); `PASSES` run after the
-method, in order, each named. `run` is one quantization: a candidate, then the passes."""
+"""The quantization paths: `METHODS` maps (format, precision) to the candidate paths in order of
+preference (onnx.py, tflite.py and aeq_static.py say which library does what, and why); those
+that apply to the model are measured and one is kept (choose.py). `PASSES` run after the method,
+in order, each named. `run` is one quantization: the kept candidate, then the passes."""
 
 from __future__ import annotations
 
 from edgepress.compress import compact
-from edgepress.compress.quantize import layers, onnx, speed, tflite
+from edgepress.compress.quantize import aeq_static, choose, layers, onnx, speed, tflite
 from edgepress.compress.quantize.job import CALIB_METHODS, PRECISIONS, TARGETS, Job, \
     QuantizeConfig, Quantized
 from edgepress.errors import UserError, one_of
 
 METHODS = {
-    ("onnx", "int8"): [onnx.static_int8_transformer, onnx.static_int8],
+    ("onnx", "int8"): [onnx.static_int8_transformer, onnx.static_int8,
+                       onnx.static_int8_weight_ops],
     ("onnx", "dynamic"): [onnx.dynamic_int8],
     ("onnx", "fp16"): [onnx.fp16],
-    ("tflite", "int8"): [tflite.int8],
+    ("tflite", "int8"): [aeq_static.mixed, tflite.int8, aeq_static.static_minmax,
+                         aeq_static.static_moving_average],
     ("tflite", "dynamic"): [tflite.aeq("dynamic_wi8_afp32", "dynamic-range int8 (int8 weights, "
                                        "activations quantized at run time)")],
     ("tflite", "weight-int8"): [tflite.aeq("weight_only_wi8_afp32", "weight-only int8 (int8 "
@@ -45,20 +48,31 @@ PASSES = (("speed_guard", speed.guard), ("record_exclusions", _excluded), ("comp
 
 def run(job: Job, cfg: QuantizeConfig) -> Quantized:
     """Quantizes `job.fp32_path` (or the torch model) into `job.out_path` as `cfg` says: the
-    key's first candidate that applies to this model, then every pass. (Measuring each candidate
-    and keeping the best is a later step of issue 15.)"""
-    method = first_applicable(candidates(job, cfg), job)
-    result = method(job, cfg)
+    candidate `cfg.path` names, else the first that applies when layers are named (sensitivity
+    probes, --max-drop steps), else the one measured best (choose.py); then every pass."""
+    methods = applicable(candidates(job, cfg), job)
+    if cfg.path:
+        methods = [m for m in methods if choose.key(m) == cfg.path]
+        if not methods:
+            raise UserError(f"quantization path {cfg.path!r} does not apply to this model")
+    elif cfg.only or cfg.exclude:
+        methods = methods[:1]
+    method, result = choose.apply(job, cfg, methods)
+    result.figures["path"] = choose.key(method)
     for _name, run_pass in PASSES:
         result = run_pass(job, cfg, result, method)
     return result
 
 
+def applicable(methods: list, job: Job) -> list:
+    """The candidates whose `applies(job)` (what the model is: e.g. a transformer) holds; a
+    method without `applies` fits every model."""
+    return [m for m in methods if getattr(m, "applies", lambda _job: True)(job)]
+
+
 def first_applicable(methods: list, job: Job):
-    """The first candidate whose `applies(job)` (what the model is: e.g. a transformer) holds;
-    a method without `applies` fits every model. Choosing among the applicable ones by measured
-    fidelity and speed is issue 15's later step."""
-    return next(m for m in methods if getattr(m, "applies", lambda _job: True)(job))
+    """The first candidate that applies: the one kept when nothing can be measured."""
+    return applicable(methods, job)[0]
 
 
 def candidates(job: Job, cfg: QuantizeConfig) -> list:

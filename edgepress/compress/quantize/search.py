@@ -14,13 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import islice
 
-from edgepress.compress.quantize import paths
+from edgepress.compress.quantize import choose, paths
 from edgepress.compress.quantize.job import Job, QuantizeConfig, Quantized, work_dir
 from edgepress.compress.quantize import onnx as onnx_paths
 from edgepress.compress.quantize import tflite as tflite_paths
 from edgepress.errors import UserError
 from edgepress.runtime import verify
-from edgepress.runtime.session import Session
 
 SENSITIVITY_SAMPLES = 64  # per layer: enough to rank layers, cheap enough for ResNet-sized graphs
 ONNX_LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -31,33 +30,56 @@ class Outcome:
     quantized: Quantized
     fidelity: dict | None  # verify.Fidelity result on the --eval data (None without it)
     search: dict | None  # the accuracy-aware search: bound, ranking, steps (None if not needed)
+    reported_on: object = None  # the held-out Dataset `fidelity` was measured on
 
 
-def apply(job: Job, cfg: QuantizeConfig, eval_data=None,
-          max_drop: float | None = None, max_float_layers: int = 8) -> Outcome:
-    """Quantizes, measures on `eval_data`, and with `max_drop` keeps layers in float until the
-    drop (accuracy points with labels, else top-1 disagreement points) is within it."""
-    if max_drop is not None and eval_data is None:
-        raise UserError("--max-drop needs held-out data to measure the drop: --eval DATA")
+@dataclass(frozen=True)
+class Bound:
+    """What --max-drop (points of accuracy, else top-1 agreement) and --min-snr (dB of output
+    SNR against fp32) ask of the held-out fidelity; None = not asked."""
+    max_drop: float | None = None
+    min_snr: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.max_drop is not None or self.min_snr is not None
+
+    def met(self, fid: dict) -> bool:
+        return (self.max_drop is None or _drop(fid) <= self.max_drop) and \
+            (self.min_snr is None or fid["snr_db"] >= self.min_snr)
+
+    def flags(self) -> str:
+        return " ".join(f"{flag} {v}" for flag, v in (("--max-drop", self.max_drop),
+                                                       ("--min-snr", self.min_snr))
+                        if v is not None)
+
+    def figures(self, fid: dict) -> dict:
+        """The step's measured figures: SNR, and the drop when --max-drop asks for it."""
+        out = {"snr_db": round(fid["snr_db"], 3)}
+        if self.max_drop is not None:
+            out["drop_points"] = _drop(fid)
+        return out
+
+
+def apply(job: Job, cfg: QuantizeConfig, eval_data=None, max_drop: float | None = None,
+          max_float_layers: int = 8, min_snr: float | None = None) -> Outcome:
+    """Quantizes, measures on `eval_data`, and with `max_drop` / `min_snr` keeps layers in float
+    until the drop (accuracy points with labels, else top-1 disagreement points) is within it
+    and the output SNR at least it."""
+    bound = Bound(max_drop, min_snr)
+    if bound and eval_data is None:
+        raise UserError(f"{bound.flags()} needs held-out data to measure on: --eval DATA (or "
+                        f"at least 4 --calib samples, every 4th then held out)")
     q = paths.run(job, cfg)
     fid = measure(job, q.path, eval_data) if eval_data is not None else None
-    if max_drop is None or _drop(fid) <= max_drop:
+    if not bound or bound.met(fid):
         return Outcome(q, fid, None)
-    return _search(job, cfg, eval_data, max_drop, max_float_layers, fid)
+    # the search keeps the measured path (TFLite: PT2E, whose fake-quantized torch model it
+    # ranks layers on; AI Edge Quantizer's recipes take no layer list)
+    searched = replace(cfg, path="pt2e" if _in_torch(job, cfg) else q.figures["path"])
+    return _search(job, searched, eval_data, bound, max_float_layers, fid)
 
 
-def measure(job: Job, model_path, data, limit: int | None = None) -> dict:
-    """Fidelity of a quantized model file against the fp32 export over `data`."""
-    pairs = islice(_for_layout(data.labelled(), job), limit)
-    return verify.evaluate(Session(model_path), Session(job.fp32_path), pairs)
-
-
-def _for_layout(pairs, job):
-    from edgepress.runtime.layout import to_nhwc
-
-    nhwc = job.fmt == "tflite" and job.layout == "nhwc"
-    for sample, label in pairs:
-        yield ({k: to_nhwc(v) if nhwc else v for k, v in sample.items()}, label)
+measure = choose.measure  # fidelity of a quantized file against fp32 on held-out data
 
 
 def _drop(fid: dict) -> float:
@@ -150,35 +172,39 @@ def _named(out) -> dict:
 
 # ---- the accuracy-aware search ---------------------------------------------------------------
 
-def _search(job, cfg, data, max_drop, cap, first_fid) -> Outcome:
+def _search(job, cfg, data, bound: Bound, cap: int, first_fid) -> Outcome:
     ranking = sensitivity(job, cfg, data)
-    steps = [{"float_layers": [], "drop_points": _drop(first_fid),
-              "snr_db": first_fid["snr_db"]}]
+    steps = [{"float_layers": [], **bound.figures(first_fid)}]
     kept: list[str] = []
     for row in ranking[:cap]:
         kept.append(row["layer"])
         fid = _step_fidelity(job, cfg, data, tuple(kept))
-        steps.append({"float_layers": list(kept), "drop_points": _drop(fid),
-                      "snr_db": fid["snr_db"]})
-        if _drop(fid) <= max_drop:
+        steps.append({"float_layers": list(kept), **bound.figures(fid)})
+        if bound.met(fid):
             break
     else:
-        trail = "; ".join(f"{len(s['float_layers'])} float: {s['drop_points']:.2f}" for s in steps)
-        raise UserError(f"--max-drop {max_drop}: not met with up to {min(cap, len(ranking))} "
-                        f"layer(s) kept in float (drop in points per step: {trail}); raise "
-                        f"--max-drop or --max-float-layers, or try another --calib-method")
+        raise UserError(f"{bound.flags()}: not met with up to {min(cap, len(ranking))} "
+                        f"layer(s) kept in float (per step: {_trail(steps)}); relax the bound "
+                        f"or raise --max-float-layers, or try another --calib-method")
     q = paths.run(job, replace(cfg, exclude=tuple(kept)))
     fid = measure(job, q.path, data)
     modules = torch_modules(job)
-    search = {"max_drop_points": max_drop, "measured_on": _measured_on(job, cfg),
-              "ranking": ranking, "steps": steps, "float_layers": kept,
-              "float_modules": [modules.get(n, n) for n in kept],
-              "final_drop_points": _drop(fid)}
-    if _drop(fid) > max_drop:
-        raise UserError(f"--max-drop {max_drop}: the search met the bound in torch "
-                        f"({steps[-1]['drop_points']:.2f}) but the converted {job.fmt} model "
-                        f"drops {_drop(fid):.2f} points with {len(kept)} layer(s) in float")
+    search = {"max_drop_points": bound.max_drop, "min_snr_db": bound.min_snr,
+              "measured_on": _measured_on(job, cfg), "ranking": ranking, "steps": steps,
+              "float_layers": kept, "float_modules": [modules.get(n, n) for n in kept],
+              "final": bound.figures(fid)}
+    if bound.max_drop is not None:
+        search["final_drop_points"] = _drop(fid)
+    if not bound.met(fid):
+        raise UserError(f"{bound.flags()}: the search met the bound in torch "
+                        f"({_trail(steps[-1:])}) but the converted {job.fmt} model measures "
+                        f"{_trail([{'float_layers': kept, **bound.figures(fid)}])}")
     return Outcome(q, fid, search)
+
+
+def _trail(steps: list) -> str:
+    return "; ".join(f"{len(s['float_layers'])} float: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in s.items() if k != "float_layers") for s in steps)
 
 
 def _step_fidelity(job, cfg, data, kept: tuple) -> dict:

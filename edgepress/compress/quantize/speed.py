@@ -40,6 +40,7 @@ def _other_activations(job: Job, cfg: QuantizeConfig, first: Quantized, feeds,
     b = "int8" if a == "uint8" else "uint8"
     kept = first.path.read_bytes()
     retry = method(job, replace(cfg, activations=b))
+    retry.figures = {**first.figures, **retry.figures}  # the path and its choice still hold
     retry.figures["speed"] = latency_ratio(job.fp32_path, retry.path, feeds)
     tried = {a: first.figures["speed"]["ratio"], b: retry.figures["speed"]["ratio"]}
     best = retry if tried[b] < tried[a] else first

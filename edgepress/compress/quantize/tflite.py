@@ -1,9 +1,9 @@
 """TFLite quantization paths.
 
 - int8: PT2E quantization in torch (litert-torch's PT2EQuantizer, per-channel weights,
-  histogram-calibrated activations) converted by litert-torch into a fully-int8 model. Measured
-  0.43x fp32 latency and ~20 dB SNR, where AI Edge Quantizer's static recipe on the converted file
-  calibrated to 7.6 dB and ran 2x slower than fp32.
+  histogram-calibrated activations) converted by litert-torch into a fully-int8 model: one
+  candidate beside AI Edge Quantizer's calibrated recipes (aeq_static.py); choose.py measures
+  them on the model and keeps one (which wins depends on the model and the host).
 - dynamic / weight-int8 / fp16: AI Edge Quantizer recipes on the fp32 .tflite (dynamic measured
   0.30x fp32 latency, cosine 0.997 on a sentence encoder); PT2E's dynamic mode has no weight-only
   or fp16 variant, AEQ covers all three with one code path.
@@ -34,9 +34,10 @@ def int8(job: Job, cfg: QuantizeConfig) -> Quantized:
     return Quantized(job.out_path, {
         "method": "full-integer int8 (per-channel int8 weights, int8 activations and I/O)",
         "library": "litert-torch PT2EQuantizer + litert-torch conversion",
-        "calib_method": "histogram (PT2E HistogramObserver; --calib-method applies to ONNX)",
-        "why": "measured 0.43x fp32 latency, ~20 dB SNR; AI Edge Quantizer's static recipe "
-               "calibrated to 7.6 dB and ran 2x slower"})
+        "calib_method": "histogram (PT2E HistogramObserver; --calib-method applies to ONNX)"})
+
+
+int8.key = "pt2e"
 
 
 def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
