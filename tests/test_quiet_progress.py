@@ -81,9 +81,11 @@ def _on_a_terminal(argv) -> tuple[int, str]:
 
 def test_progress_shows_on_a_terminal_and_never_in_a_pipe(tmp_path):
     cnn = [factory("cnn"), "--input-shape", "1,3,16,16"]
-    status, shown = _on_a_terminal(_compress(cnn[0], tmp_path / "tty") + cnn[1:])
+    status, shown = _on_a_terminal(_compress(cnn[0], tmp_path / "tty") + cnn[1:] +
+                                   ["--quantize", "int8", "--calib", "random"])
     assert status == 0, shown
     assert "\r\x1b[2Kbuilding bundles [" in shown and "verifying [" in shown
+    assert "candidate paths [" in shown  # int8's measured path choice (20-column pty)
     piped = subprocess.run(_compress(cnn[0], tmp_path / "pipe") + cnn[1:], capture_output=True,
                            text=True, cwd=ROOT, env=_env())
     assert piped.returncode == 0, piped.stderr

@@ -18,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from edgepress import progress
 from edgepress.compress.prune import channels, latency, trials
 from edgepress.compress.prune.trials import prune_layers
 from edgepress.compress.prune.measure import batches, execution_order, first_output, macs, \
@@ -47,13 +48,16 @@ def scan(model, example: dict, data, cfg: PruneConfig, ratios=RATIOS,
     run_trial = _trial_runner(model, example, base_cfg, skipped, called, base, metric, ratios)
     groups = channels.coupled(model, example, order)
     layers, seen, tried = [], set(), set()
-    for name in order:
-        if groups[name] in tried:  # coupled to a layer already tried: the same trials again
-            continue
-        tried.add(groups[name])
-        entry = _trials(run_trial, name, ratios, metric, base, seen)
-        if entry:
-            layers.append({"name": name, "trials": entry})
+    with progress.bar("sensitivity scan", len(set(groups[n] for n in order))) as bar:
+        for name in order:
+            if groups[name] in tried:  # coupled to a layer already tried: the same trials again
+                continue
+            tried.add(groups[name])
+            bar.update(0, note=name)
+            entry = _trials(run_trial, name, ratios, metric, base, seen)
+            if entry:
+                layers.append({"name": name, "trials": entry})
+            bar.update(1)
     return {"metric": metric.name, "baseline": metric.baseline, "samples": metric.samples,
             "macs": base["macs"], "ratios": list(ratios), "skipped": skipped,
             "trials_on": getattr(run_trial, "kind", "copies"), "layers": layers}

@@ -20,6 +20,7 @@ from itertools import islice
 
 import numpy as np
 
+from edgepress import progress
 from edgepress.compress.quantize.job import Job, QuantizeConfig, Quantized, work_dir
 from edgepress.errors import UserError, first_line
 from edgepress.runtime import compare, verify
@@ -59,29 +60,39 @@ def _build_all(job: Job, cfg: QuantizeConfig, methods: list) -> tuple[list, dict
     """Each candidate built into its own file and measured; one that fails (a library's limit)
     is recorded and skipped, unless every one fails."""
     rows, built, errors = [], {}, []
-    for method in methods:
-        name = key(method)
-        out = work_dir(job) / f"candidate-{name}{job.out_path.suffix}"
-        try:
-            q = method(replace(job, out_path=out), cfg)
-        except UserError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a candidate a library cannot build is a result
-            errors.append(e)
-            rows.append({"path": name, "error": f"{type(e).__name__}: {first_line(e, 200)}"})
-            continue
-        try:  # a file the engine refuses (MiniLM port: onnxruntime's AddInitializerWithOrtValue)
-            fid = measure(job, q.path, job.select, SELECT_CAP)
-        except Exception as e:  # noqa: BLE001 - is a failed candidate, not a failed bundle
-            errors.append(e)
-            rows.append({"path": name, "error": f"does not run: {first_line(e, 200)}"})
-            continue
-        built[name] = q
-        rows.append({"path": name, "method": q.figures.get("method"),
-                     "size_bytes": q.path.stat().st_size, **_fidelity(fid)})
+    with progress.bar("candidate paths", len(methods)) as bar:
+        for method in methods:
+            bar.update(0, note=key(method))
+            _build_one(job, cfg, method, (rows, built, errors))
+            bar.update(1)
     if not built:
         raise errors[0]
     return rows, built
+
+
+def _build_one(job: Job, cfg: QuantizeConfig, method, into: tuple) -> None:
+    """One candidate built and measured on the selection split, its row added to `into`'s
+    rows (and its result to built, or its exception to errors)."""
+    rows, built, errors = into
+    name = key(method)
+    out = work_dir(job) / f"candidate-{name}{job.out_path.suffix}"
+    try:
+        q = method(replace(job, out_path=out), cfg)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a candidate a library cannot build is a result
+        errors.append(e)
+        rows.append({"path": name, "error": f"{type(e).__name__}: {first_line(e, 200)}"})
+        return
+    try:  # a file the engine refuses (MiniLM port: onnxruntime's AddInitializerWithOrtValue)
+        fid = measure(job, q.path, job.select, SELECT_CAP)
+    except Exception as e:  # noqa: BLE001 - is a failed candidate, not a failed bundle
+        errors.append(e)
+        rows.append({"path": name, "error": f"does not run: {first_line(e, 200)}"})
+        return
+    built[name] = q
+    rows.append({"path": name, "method": q.figures.get("method"),
+                 "size_bytes": q.path.stat().st_size, **_fidelity(fid)})
 
 
 def _fidelity(fid: dict) -> dict:
@@ -132,12 +143,14 @@ def interleaved(paths: dict, feeds: dict) -> dict:
         s.run(feeds)
         calls[name] = int(np.clip(ROUND_S / max(time.perf_counter() - t0, 1e-6), 2, MAX_CALLS))
     times = {name: [] for name in sessions}
-    for _ in range(ROUNDS):
-        for name, s in sessions.items():
-            for _ in range(calls[name]):
-                t0 = time.perf_counter()
-                s.run(feeds)
-                times[name].append(time.perf_counter() - t0)
+    with progress.bar("timing paths", ROUNDS) as bar:
+        for _ in range(ROUNDS):
+            for name, s in sessions.items():
+                for _ in range(calls[name]):
+                    t0 = time.perf_counter()
+                    s.run(feeds)
+                    times[name].append(time.perf_counter() - t0)
+            bar.update(1)  # between rounds: the line is never drawn while a call is timed
     return {name: np.asarray(t) for name, t in times.items()}
 
 
