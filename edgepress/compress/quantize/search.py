@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import islice
 
-from edgepress.compress.quantize import choose, paths
+from edgepress.compress.quantize import choose, normalise, paths
 from edgepress.compress.quantize.job import Job, QuantizeConfig, Quantized, work_dir
-from edgepress.compress.quantize import onnx as onnx_paths
 from edgepress.compress.quantize import tflite as tflite_paths
 from edgepress.errors import UserError
 from edgepress.runtime import verify
@@ -99,7 +98,7 @@ def layers(job: Job) -> list[str]:
     if job.fmt == "onnx":
         import onnx
 
-        src, _ = onnx_paths.normalise_onnx(job.fp32_path, work_dir(job))
+        src, _ = normalise.normalise_onnx(job.fp32_path, work_dir(job))
         return [n.name for n in onnx.load(str(src)).graph.node if n.op_type in ONNX_LAYER_OPS]
     import torch
 
