@@ -22,16 +22,10 @@ from benchmarks.models import crepe  # noqa: E402
 
 
 def crepe_tiny() -> nn.Module:
-    """The student. torchcrepe's BatchNorm layers have momentum 0 (an inference port): in
-    training they normalise with each batch's statistics but never update the running ones, so
-    a pruned and distilled student would be scored with the unpruned model's statistics (pitch
-    agreement 0% after KD, measured). Momentum 0.1, PyTorch's default, lets them follow; the
-    outputs in eval mode, what every bundle computes, are unchanged."""
-    model = crepe.crepe_tiny()
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = 0.1
-    return model
+    """The student: crepe tiny whose BatchNorm running statistics follow training
+    (benchmarks/models/crepe.py: torchcrepe ships momentum 0, so a distilled student would be
+    scored with the unpruned model's statistics; eval-mode outputs are unchanged)."""
+    return crepe.crepe_tiny_trainable()
 
 
 def crepe_full() -> nn.Module:
