@@ -16,8 +16,8 @@ METHODS = {
                        onnx.static_int8_weight_ops],
     ("onnx", "dynamic"): [onnx.dynamic_int8],
     ("onnx", "fp16"): [onnx.fp16],
-    ("tflite", "int8"): [aeq_static.mixed, tflite.int8, aeq_static.static_minmax,
-                         aeq_static.static_moving_average],
+    ("tflite", "int8"): [aeq_static.mixed, tflite.int8, tflite.int8_folded_stem,
+                         aeq_static.static_minmax, aeq_static.static_moving_average],
     ("tflite", "dynamic"): [tflite.aeq("dynamic_wi8_afp32", "dynamic-range int8 (int8 weights, "
                                        "activations quantized at run time)")],
     ("tflite", "weight-int8"): [tflite.aeq("weight_only_wi8_afp32", "weight-only int8 (int8 "

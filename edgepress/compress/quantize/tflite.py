@@ -16,12 +16,27 @@ from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quan
 from edgepress.errors import UserError
 
 def int8(job: Job, cfg: QuantizeConfig) -> Quantized:
+    return _pt2e(job, cfg, job.loaded.model)
+
+
+def int8_folded_stem(job: Job, cfg: QuantizeConfig) -> Quantized:
+    """PT2E on the model with its strided few-channel convs folded into stride-1 ones
+    (space_to_depth.py), where litert-torch's lowering of the original has a slow int8 kernel."""
+    from edgepress.compress.quantize import space_to_depth
+
+    model, notes = space_to_depth.rewrite(job.loaded.model)
+    q = _pt2e(job, cfg, model)
+    q.figures["rewritten"] = notes
+    return q
+
+
+def _pt2e(job: Job, cfg: QuantizeConfig, model) -> Quantized:
     import litert_torch
     from litert_torch.quantize import quant_config
 
     from edgepress.compress import export
 
-    model, prefix = job.loaded.model, ""
+    prefix = ""
     if job.layout == "nhwc":
         model, prefix = export.ChannelsLast(model), "inner."
     converted, quantizer = pt2e_model(model, job.sample, job.calib, job.layout,
@@ -38,6 +53,16 @@ def int8(job: Job, cfg: QuantizeConfig) -> Quantized:
 
 
 int8.key = "pt2e"
+int8_folded_stem.key = "pt2e-folded-stem"
+
+
+def _folds(job: Job) -> bool:
+    from edgepress.compress.quantize import space_to_depth
+
+    return space_to_depth.applies(getattr(job.loaded, "model", None))
+
+
+int8_folded_stem.applies = _folds
 
 
 def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
