@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from edgepress import progress
+from edgepress.compress.quantize import bias_correction
 from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quantized
 from edgepress.errors import UserError
 
@@ -41,6 +42,8 @@ def _pt2e(job: Job, cfg: QuantizeConfig, model) -> Quantized:
         model, prefix = export.ChannelsLast(model), "inner."
     converted, quantizer = pt2e_model(model, job.sample, job.calib, job.layout,
                                       exclude=[prefix + name for name in cfg.exclude])
+    corrected = bias_correction.apply(model, converted, job.calib, job.select,
+                                      lambda s: _torch_kwargs(s, job.layout))
     kwargs = _layout_kwargs(job.sample, job.layout)
     with export.quiet():  # a converter error reaches guard.build: this bundle fails, not the run
         litert_torch.convert(converted, (), sample_kwargs=kwargs,
@@ -49,7 +52,8 @@ def _pt2e(job: Job, cfg: QuantizeConfig, model) -> Quantized:
     return Quantized(job.out_path, {
         "method": "full-integer int8 (per-channel int8 weights, int8 activations and I/O)",
         "library": "litert-torch PT2EQuantizer + litert-torch conversion",
-        "calib_method": "histogram (PT2E HistogramObserver; --calib-method applies to ONNX)"})
+        "calib_method": "histogram (PT2E HistogramObserver; --calib-method applies to ONNX)",
+        "bias_correction": corrected})
 
 
 int8.key = "pt2e"
@@ -87,7 +91,7 @@ def pt2e_model(model, sample: dict, calib, layout: str, exclude=(), only=()):
         for i, s in enumerate(calib.samples()):
             if i >= CALIB_CAP:
                 break
-            prepared(**_layout_kwargs({k: torch.from_numpy(v) for k, v in s.items()}, layout))
+            prepared(**_torch_kwargs(s, layout))
             bar.update()
     return convert_pt2e(prepared, fold_quantize=False), quantizer
 
@@ -186,6 +190,13 @@ def _annotate_missed_adds(model, config, keep) -> None:
             node.meta["quantization_annotation"] = QuantizationAnnotation(
                 input_qspec_map={a: get_input_act_qspec(config) for a in inputs},
                 output_qspec=get_output_act_qspec(config), _annotated=True)
+
+
+def _torch_kwargs(sample: dict, layout: str) -> dict:
+    """A dataset sample (numpy) as the torch model's keyword arguments."""
+    import torch
+
+    return _layout_kwargs({k: torch.from_numpy(v) for k, v in sample.items()}, layout)
 
 
 def _layout_kwargs(sample: dict, layout: str) -> dict:
