@@ -220,3 +220,23 @@ def test_softmax_head_or_layernorm_alone_is_not_attention(tmp_path):
                 {"W": rng.standard_normal((8, 4)).astype(np.float32),
                  "s": np.ones(4, np.float32)}, tmp_path / "head.onnx")
     assert graph_facts.attention(src) == {}
+
+
+def test_bias_shared_by_two_convs_quantizes_static(tmp_path):
+    """basic-pitch's shape: two Convs share one bias initializer "b", and a Conv output is
+    named "b2". onnxruntime's per-layer copy of the bias took the name "b2", replacing that
+    activation, so the int8 model did not load."""
+    rng = np.random.default_rng(0)
+    src = _save([h.make_node("Conv", ["x", "W1", "b"], ["b2"], name="c1", pads=[1, 1, 1, 1]),
+                 h.make_node("Relu", ["b2"], ["r"]),
+                 h.make_node("Conv", ["r", "W2", "b"], ["y"], name="c2", pads=[1, 1, 1, 1])],
+                [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                {"W1": rng.standard_normal((4, 4, 3, 3)).astype(np.float32),
+                 "W2": rng.standard_normal((4, 4, 3, 3)).astype(np.float32),
+                 "b": rng.standard_normal(4).astype(np.float32)}, tmp_path / "shared.onnx")
+    out = tmp_path / "out"
+    assert _compress(src, out, "--format", "onnx", "--quantize", "int8") == 0
+    q = _quantize_figures(out, "onnx-int8")
+    assert any("shared by several layers" in note for note in q["normalisation"])
+    assert all("error" not in r for r in q["choice"]["candidates"]), q["choice"]["candidates"]

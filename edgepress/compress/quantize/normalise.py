@@ -1,6 +1,7 @@
 """normalise: the exported ONNX model made ready for onnxruntime.quantization, once per job:
-opset >= 13, onnxruntime's quant_pre_process (checked to still load), and two workarounds for
-onnxruntime 1.32 (2-D Gemm biases; the MatMul+Add fusion's shape-initializer names)."""
+opset >= 13, onnxruntime's quant_pre_process (checked to still load), and three workarounds for
+onnxruntime 1.32 (2-D Gemm biases; the MatMul+Add fusion's shape-initializer names; biases
+shared by several layers)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def normalise_onnx(src: Path, work: Path) -> tuple[Path, list]:
     notes += _pre_process(model, out)
     notes += _flatten_biases(out)
     notes += _rename_fusion_shapes(out)
+    notes += _unshare_biases(out)
     (work / "normalised.txt").write_text("\n".join(notes))
     return out, notes
 
@@ -102,3 +104,48 @@ def _rename_fusion_shapes(path: Path) -> list:
     onnx.save(model, str(path))
     return [f"{len(renamed)} shape initializer(s) of onnxruntime's MatMul+Add fusion renamed "
             f"(its next fusion at load reuses their names)"]
+
+
+# onnxruntime 1.32's QDQ quantizer gives a bias initializer shared by two layers a copy per layer
+# (QDQQuantizer._dup_initializer), named name + the next number after the initializers' names
+# only: basic-pitch's bias "conv1d_25" became "conv1d_252", the name of a Conv *output*, so the
+# dequantized bias replaced that activation and the model no longer loaded ("Duplicate definition
+# of name" / a shape error). Each layer gets its own copy first, under a name no tensor has.
+_BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}
+
+
+def _unshare_biases(path: Path) -> list:
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    taken = set(inits) | {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    seen, copies = set(), 0
+    for node in graph.node:
+        slot = _BIAS_INPUT.get(node.op_type)
+        if slot is None or len(node.input) <= slot or node.input[slot] not in inits:
+            continue
+        name = node.input[slot]
+        if name in seen:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[name])
+            copy.name = _fresh(f"{name}_own", taken)
+            graph.initializer.append(copy)
+            node.input[slot] = copy.name
+            copies += 1
+        seen.add(name)
+    if not copies:
+        return []
+    onnx.save(model, str(path))
+    return [f"{copies} bias(es) shared by several layers copied per layer (onnxruntime's own "
+            f"copy can take an existing tensor's name)"]
+
+
+def _fresh(base: str, taken: set) -> str:
+    name, i = base, 0
+    while name in taken:
+        i += 1
+        name = f"{base}{i}"
+    taken.add(name)
+    return name
