@@ -40,10 +40,8 @@ def _pt2e(job: Job, cfg: QuantizeConfig, model) -> Quantized:
     prefix = ""
     if job.layout == "nhwc":
         model, prefix = export.ChannelsLast(model), "inner."
-    converted, quantizer = pt2e_model(model, job.sample, job.calib, job.layout,
-                                      exclude=[prefix + name for name in cfg.exclude])
-    corrected = bias_correction.apply(model, converted, job.calib, job.select,
-                                      lambda s: _torch_kwargs(s, job.layout))
+    exclude = [prefix + name for name in cfg.exclude]
+    model, converted, quantizer, corrections = _corrected(job, model, exclude)
     kwargs = _layout_kwargs(job.sample, job.layout)
     with export.quiet():  # a converter error reaches guard.build: this bundle fails, not the run
         litert_torch.convert(converted, (), sample_kwargs=kwargs,
@@ -53,7 +51,39 @@ def _pt2e(job: Job, cfg: QuantizeConfig, model) -> Quantized:
         "method": "full-integer int8 (per-channel int8 weights, int8 activations and I/O)",
         "library": "litert-torch PT2EQuantizer + litert-torch conversion",
         "calib_method": "histogram (PT2E HistogramObserver; --calib-method applies to ONNX)",
-        "bias_correction": corrected})
+        **corrections})
+
+
+def _corrected(job: Job, model, exclude: list) -> tuple:
+    """(float model, its PT2E model, quantizer, records): the PT2E model of `model` and, where
+    it has layer pairs to equalize, of its equalized copy (equalize.py), each bias-corrected
+    where that raises its SNR (bias_correction.py); the one with the best selection-split SNR
+    is kept, and both records say what was measured."""
+    import torch
+
+    from edgepress.compress.quantize import equalize
+
+    feed = lambda s: _torch_kwargs(s, job.layout)  # noqa: E731
+    variants = [(model, {"applied": False})]
+    found = [] if job.select is None else equalize.pairs(torch.export.export(
+        model.eval(), (), _layout_kwargs(job.sample, job.layout)).module())
+    if found:
+        eq_model, done = equalize.apply(model, found)
+        variants.append((eq_model, {"applied": True, "pairs": done}))
+    built = []
+    for float_model, eq in variants:
+        fq, quantizer = pt2e_model(float_model, job.sample, job.calib, job.layout, exclude=exclude)
+        bc = bias_correction.apply(float_model, fq, job.calib, job.select, feed)
+        score = bc["snr_db_with"] if bc["applied"] else bc.get("snr_db_without", 0.0)
+        built.append((score, float_model, fq, quantizer, eq, bc))
+    best = built[-1] if built[-1][0] > built[0][0] + bias_correction.MIN_GAIN_DB else built[0]
+    if len(built) > 1:
+        best[4]["snr_db"] = {"with": built[1][0], "without": built[0][0],
+                             "measured_on": "selection split, after bias correction"}
+    elif not found:
+        best[4]["why"] = ("no held-out data" if job.select is None else "no pair of layers "
+                          "with only ReLU / max-pool / padding / BatchNorm between")
+    return best[1], best[2], best[3], {"equalization": best[4], "bias_correction": best[5]}
 
 
 int8.key = "pt2e"
