@@ -208,6 +208,12 @@ def real_sizes(ok: list[dict]) -> tuple[dict, dict]:
     return full, partial
 
 
+def figures_find(rows: list, model: str, recipe: str, fmt: str):
+    from benchmarks import figures
+
+    return figures.find(rows, model, "edgepress", recipe, fmt)
+
+
 def print_real(fig: dict, partial: dict) -> None:
     for model, v in fig["vs_peer"].items():
         e, p = v["edgepress"], v["peer"]
@@ -222,6 +228,12 @@ def print_real(fig: dict, partial: dict) -> None:
             print(f"  {r['model']} {r['recipe']} {r['format']}: path {q.get('path')}: "
                   f"{r['metric']} {100 * r['value']:.2f}%, p50 {r['runs']['1']['p50_ms']:.3f} "
                   f"ms; chosen: {choice}")
+    for fmt in FORMATS:  # the transformer's static int8 p50 beside its dynamic one
+        rows = {rec: figures_find(fig["ok"], TRANSFORMER, rec, fmt)
+                for rec in ("int8", "dynamic-int8")}
+        if all(rows.values()):
+            print(f"{TRANSFORMER} {fmt}: int8 p50 {rows['int8']['runs']['1']['p50_ms']:.3f} ms, "
+                  f"dynamic p50 {rows['dynamic-int8']['runs']['1']['p50_ms']:.3f} ms (1 thread)")
     for model, ratio in fig["aeq"].items():
         print(f"{model:<12} tflite int8 p50 edgepress / aeq-default = {ratio:.3f}")
     for key, (ratio, floats) in partial.items():
