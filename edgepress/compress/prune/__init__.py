@@ -177,7 +177,7 @@ def describe(figures: dict, saved: Path) -> list[str]:
                      f"scan, {fig['auto']['metric']} on {fig['auto']['samples']} samples)")
     if "latency" in fig.get("auto", {}):
         lat = fig["auto"]["latency"]
-        last = lat["rounds"][-1]
+        last = auto.chosen_round(lat)
         lines.append(f"auto: measured p50 {last['pruned_ms']:.3f} ms vs {last['unpruned_ms']:.3f} "
                      f"ms unpruned (x{last['ratio']:.3f}; {lat['fmt']} {lat['precision']}, "
                      f"{lat['threads']} thread(s) on {lat['on']}); latency table "
