@@ -222,3 +222,34 @@ def test_pruning_says_which_layers_it_leaves_alone(capsys):
     assert fig["skipped"]["cell"] == "GRUCell: torch-pruning cannot prune it; its widths stay"
     assert model.features[2].out_channels == 16 and model.cell.input_size == 16
     assert "left alone: cell (GRUCell" in "\n".join(prune.describe(fig, Path("p.pt2")))
+
+
+FIXED_RESHAPE = """
+import torch
+
+
+class FixedReshape(torch.nn.Module):  # pruning `last` breaks the reshape that hard-codes its width
+    def __init__(self):
+        super().__init__()
+        self.first = torch.nn.Conv1d(1, 16, 3, padding=1)
+        self.last = torch.nn.Conv1d(16, 16, 3, padding=1)
+        self.fc = torch.nn.Linear(16 * 8, 4)
+
+    def forward(self, x):  # (N, 1, 8) -> (N, 4)
+        return self.fc(self.last(torch.relu(self.first(x))).reshape(-1, 16 * 8))
+
+
+def model():
+    return FixedReshape()
+"""
+
+
+def test_a_plan_that_breaks_the_model_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(latency, "timer_for", lambda where: _FakeTimer())
+    (tmp_path / "fixed.py").write_text(FIXED_RESHAPE)
+    loaded = load.open_source(f"{tmp_path / 'fixed.py'}:model", None, ("1,1,8",))
+    data = calibrate.open_data("random", loaded.inputs, 4, seed=0)
+    cfg = prune.parse("auto:latency=0.5", skip=("fc",), skip_defaults=False, round_to=1,
+                      latency_cache=str(tmp_path / "tables"))
+    with pytest.raises(UserError, match="the pruned model no longer runs"):
+        prune.run(loaded.model, cfg, load.example(loaded), data)

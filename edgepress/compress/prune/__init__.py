@@ -110,8 +110,8 @@ def run(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> PruneRe
                         f"the factory source (module:function) instead")
     skipped = skipped_layers(model, cfg, example)
     before = measure(model, example)
-    extra = METHODS[cfg.method](model, cfg, example, skipped, data) or {}  # method's own figures
-    try:
+    try:  # auto:latency runs its pruned copies inside the method: the same failure, earlier
+        extra = METHODS[cfg.method](model, cfg, example, skipped, data) or {}  # its own figures
         after = measure(model, example)
     except RuntimeError as e:  # e.g. a layer pruned to nothing, or a shape the model hard-codes
         kept = [n for n, m in model.named_modules() if isinstance(m, UNPRUNED)]
