@@ -106,8 +106,9 @@ def crepe(epochs: int, scale_epochs: int, seconds: float) -> str:
         r = distill_crepe.run(Path(tmp), epochs, seconds)
         scale = distill_crepe.scaling(Path(tmp), r["paths"]["train"], scale_epochs)
     sz, kd, ft = r["sizes"], r["kd"], r["ft"]
-    print(f"\ncrepe: train {sz['train']} frames (call 0-{distill_crepe.TRAIN_S} s, 40 ms hop), "
-          f"val {sz['val']} (ARCTIC 0-2 s), calib {sz['calib']}; eval {sz['eval']} voiced of "
+    print(f"\ncrepe: train {sz['train']} frames (call 0-{distill_crepe.TRAIN_S} s: "
+          f"{sz['spoken']} every 10 ms, {sz['train'] - sz['spoken']} augmented), val {sz['val']} "
+          f"(ARCTIC 0-2 s, 10 ms hop), calib {sz['calib']}; eval {sz['eval']} voiced of "
           f"{sz['eval_all']} held-out frames (call {distill_crepe.TRAIN_S}-30 s, ARCTIC 2-4 s)")
     print(f"budget: {epochs} epochs each, batch {distill_crepe.BUDGET['distill_batch_size']}, "
           f"AdamW lr {distill_crepe.BUDGET['distill_lr']} cosine; best epoch on val: "

@@ -1,21 +1,22 @@
 """prune on crepe tiny (real weights): latency-aimed against MACs-aimed pruning at the same
 measured p50, each then distilled from crepe full for the same budget (issue 16 item 4).
 
-crepe tiny's stem is pruned too (--prune-skip-defaults no, the classifier skipped): its first
-two convolutions hold ~91% of the MACs. `auto:latency=0.5` is run through prune.run (sensitivity
+crepe tiny's stem is pruned too (--prune-skip-defaults no; conv6, whose outputs a fixed reshape
+feeds to the classifier, and the classifier skipped): its first two convolutions hold ~91% of
+the MACs. `auto:latency=0.5` is run through prune.run (sensitivity
 scan on the training frames, per-layer latency table with onnxruntime fp32 at --threads, the plan
 timed whole); the MACs-aimed plan reuses that scan and its MACs target is bisected until the
 pruned model's measured p50 over tiny's (ONNX fp32, interleaved) is within 0.02 of the
-latency-aimed one's. Both students are then distilled from crepe full (edgepress's distill API,
-sigmoid KD on the teacher's probabilities, the same epochs) on 16 kHz speech (pyannote's 30 s
-call), and scored on held-out speech (pysptk's CMU ARCTIC sentence): share of voiced frames
-(crepe full's peak >= 0.5) whose decoded pitch is within 50 cents of crepe full's.
+latency-aimed one's. Both students get their BatchNorm statistics re-estimated on the training
+frames (prune/recalibrate.py; prune.run does it for the latency-aimed one) and are then distilled
+from crepe full with benchmarks/distill_crepe.py's data and KD budget (sigmoid KD on the
+teacher's probabilities, the same epochs, the best epoch on its validation frames), and scored
+on its held-out frames (the call from 20 s and ARCTIC 2-4 s): share of voiced frames (crepe
+full's peak >= 0.5) whose decoded pitch is within 50 cents of crepe full's.
 
-    python benchmarks/prune_crepe.py [--threads 1] [--epochs 4] [--work DIR]
+    python benchmarks/prune_crepe.py [--threads 1] [--epochs N] [--work DIR]
 
-The last line is JSON (benchmarks/prune.py reads it). Not yet run to completion: written in the
-session that added auto:latency, whose one attempt was stopped for time on a machine at load 16;
-its first full run is its check.
+The last line is JSON (benchmarks/prune.py reads it).
 """
 
 from __future__ import annotations
@@ -35,22 +36,20 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import tasks  # noqa: E402
-from benchmarks.models import crepe, speech  # noqa: E402
+from benchmarks import distill_crepe, tasks  # noqa: E402
+from benchmarks.models import crepe  # noqa: E402
 from edgepress.compress import calibrate, distill, load, prune  # noqa: E402
-from edgepress.compress.prune import auto, latency  # noqa: E402
+from edgepress.compress.prune import auto, latency, recalibrate  # noqa: E402
 from edgepress.errors import UserError  # noqa: E402
 
 TARGET = 0.5
-TRAIN_HOP, EVAL_HOP = 640, 160  # 40 ms over the call (training), 10 ms over ARCTIC (held out)
 
 
-def agreement(model, frames: np.ndarray, ref: np.ndarray) -> float:
-    """% of voiced frames within 50 cents of crepe full's pitch."""
+def agreement(model, held: dict) -> float:
+    """% of the held-out voiced frames within 50 cents of crepe full's pitch."""
     with torch.no_grad():
-        out = model(x=torch.from_numpy(frames)).numpy()
-    voiced = ref.max(axis=1) >= tasks.VOICED
-    err = np.abs(tasks.cents(out[voiced]) - tasks.cents(ref[voiced]))
+        out = model.eval()(x=torch.from_numpy(held["x"][:, 0])).numpy()
+    err = np.abs(tasks.cents(out) - held["ref_cents"])
     return 100.0 * float(np.mean(err < tasks.PITCH_TOLERANCE_CENTS))
 
 
@@ -77,7 +76,7 @@ def macs_matched(tiny, example, scan, base_cfg, goal_ratio, where) -> tuple:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=distill_crepe.EPOCHS)
     ap.add_argument("--work", type=Path)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -92,21 +91,22 @@ def main(argv=None) -> int:
 
 
 def run(work: Path, threads: int, epochs: int) -> dict:
-    loaded = load.open_source(f"{ROOT}/benchmarks/models/crepe.py:crepe_tiny", None, ("1,1024",))
+    loaded = load.open_source(distill_crepe.TRAINABLE, None, ("1,1024",))
     tiny, teacher = loaded.model, crepe.crepe_full()
-    train_x = crepe.frames(speech.call(), TRAIN_HOP)
-    eval_x = crepe.frames(speech.arctic(), EVAL_HOP)
-    np.savez(work / "train.npz", x=train_x)
-    data = calibrate.open_data(str(work / "train.npz"), loaded.inputs)
-    with torch.no_grad():
-        ref = teacher(torch.from_numpy(eval_x)).numpy()
+    split = distill_crepe.splits(work)
+    paths = split["paths"]
+    train = calibrate.open_data(str(paths["train"]), loaded.inputs)
+    val = calibrate.open_data(str(paths["val"]), loaded.inputs)
+    held = dict(np.load(paths["eval"]))
     example = load.example(loaded)
     where = latency.Where(threads=threads, cache=str(work / "latency-tables"))
-    cfg = prune.parse(f"auto:latency={TARGET:g}", skip=("classifier",), skip_defaults=False,
+    cfg = prune.parse(f"auto:latency={TARGET:g}", skip=distill_crepe.PRUNE["prune_skip"],
+                      skip_defaults=False,
+                      importance=distill_crepe.PRUNE["prune_importance"],
                       latency_threads=threads, latency_cache=where.cache)
     lat_student = copy.deepcopy(tiny)
-    fig = prune.run(lat_student, cfg, example, data).figures
-    lat_measured = fig["auto"]["latency"]["rounds"][-1]
+    fig = prune.run(lat_student, cfg, example, train).figures
+    lat_measured = auto.chosen_round(fig["auto"]["latency"])
     skipped = prune.skipped_layers(tiny, cfg, example)
     base_cfg = replace(cfg, method="channels", skip=tuple(skipped), skip_defaults=False)
     scan = {"layers": fig["auto"]["scan"], "macs": fig["macs"]["before"],
@@ -114,20 +114,22 @@ def run(work: Path, threads: int, epochs: int) -> dict:
     macs_target, macs_ratios, macs_measured = macs_matched(tiny, example, scan, base_cfg,
                                                            lat_measured["ratio"], where)
     macs_student = auto.prune_layers(tiny, example, base_cfg, macs_ratios)
-    kd = replace(distill.DistillConfig(), method="logits", epochs=epochs, batch_size=64,
-                 train_device="cpu")
-    scores = {"tiny": agreement(tiny, eval_x, ref),
-              "lat_pruned": agreement(lat_student, eval_x, ref),
-              "macs_pruned": agreement(macs_student, eval_x, ref)}
+    recalibrate.batchnorms(macs_student, train)  # as prune.run did for the latency-aimed one
+    budget = {k.removeprefix("distill_"): v for k, v in {**distill_crepe.BUDGET,
+                                                         **distill_crepe.KD}.items()}
+    kd = replace(distill.DistillConfig(), method="logits", epochs=epochs, train_device="cpu",
+                 metric=distill_crepe.METRIC, **budget)
+    scores = {"tiny": agreement(tiny, held), "lat_pruned": agreement(lat_student, held),
+              "macs_pruned": agreement(macs_student, held)}
     for key, student in (("lat_kd", lat_student), ("macs_kd", macs_student)):
-        distill.fit(student, teacher, kd, data, progress=False)
-        scores[key] = agreement(student.eval(), eval_x, ref)
+        distill.fit(student, teacher, kd, train, val, progress=False)
+        scores[key] = agreement(student, held)
     return {"crepe_p50": lat_measured["ratio"], "crepe_macs_p50": macs_measured["ratio"],
             "macs_target": round(macs_target, 4), "lat_macs": fig["macs"]["ratio"],
             "macs_macs": round(prune.macs(macs_student, example) / fig["macs"]["before"], 4),
             "lat_ratios": fig["auto"]["chosen_ratios"], "macs_ratios": macs_ratios,
-            "epochs": epochs, "train_frames": len(train_x), "eval_frames": len(eval_x),
-            "voiced_eval_frames": int((ref.max(axis=1) >= tasks.VOICED).sum()),
+            "epochs": epochs, "train_frames": split["sizes"]["train"],
+            "voiced_eval_frames": split["sizes"]["eval"],
             **{k: round(v, 2) for k, v in scores.items()}}
 
 

@@ -91,6 +91,10 @@ class Prune:
     skip_defaults: bool = option(True, "leave the first conv and the classifier alone (with no, "
                                  "name the classifier in --prune-skip)", "--prune-skip-defaults",
                                  metavar="yes|no", cli="yes-no")
+    recalibrate_bn: bool = option(True, "channels/auto: re-estimate BatchNorm statistics on "
+                                  "--calib data after pruning (no weights change; without "
+                                  "--calib, nothing)", "--prune-recalibrate-bn",
+                                  metavar="yes|no", cli="yes-no")
     latency_on: str = option("host", "auto:latency=F: where each layer is timed: host, or "
                              "ssh://user@host[:port], a device edgepress was deployed to",
                              "--latency-on", metavar="TARGET")

@@ -43,3 +43,22 @@ def test_no_registry_means_one_line_and_the_digits_tutorial(monkeypatch, capsys,
     assert len(lines) == 1 and "cannot be reached" in lines[0] and "digits" in lines[0]
     assert ran == [[sys.executable, str(demo.ROOT / "examples/digits/demo.py")]]
     assert not (tmp_path / "demo").exists()
+
+
+def test_data_written_by_an_earlier_splits_version_is_rewritten(monkeypatch, tmp_path):
+    import splits
+
+    written = []
+
+    def write(where):
+        written.append(where)
+        for name in splits.FILES:
+            np.savez(where / name, x=np.zeros((2, 1, 1024), np.float32))
+
+    monkeypatch.setattr(splits, "_write", write)
+    splits.prepare(tmp_path)
+    splits.prepare(tmp_path)  # current: kept
+    assert written == [tmp_path] and (tmp_path / "VERSION").read_text().strip() == splits.VERSION
+    (tmp_path / "VERSION").write_text("1\n")  # files from before augmentation: rewritten
+    splits.prepare(tmp_path)
+    assert written == [tmp_path, tmp_path]

@@ -57,3 +57,20 @@ def test_crepe_splits_are_disjoint_real_speech(tmp_path):
     train_rows = {r.tobytes() for r in loaded["train"]["x"][:, 0]}
     assert not train_rows & {r.tobytes() for r in loaded["eval"]["x"][:, 0]}
     assert not train_rows & {r.tobytes() for r in loaded["val"]["x"][:, 0]}
+
+
+def test_augmented_frames_are_normalised_pitch_shifted_copies_of_the_audio_given():
+    from benchmarks.models import crepe
+
+    rate, f0 = 16_000, 200.0
+    sine = np.sin(2 * np.pi * f0 * np.arange(2 * rate) / rate).astype(np.float32)
+    frames = crepe.augmented(sine, 64, seed=1)
+    assert frames.shape == (64, crepe.FRAME) and frames.dtype == np.float32
+    assert np.allclose(frames.mean(axis=1), 0, atol=1e-5)
+    assert np.allclose(frames.std(axis=1), 1, atol=1e-4)
+    np.testing.assert_array_equal(frames, crepe.augmented(sine, 64, seed=1))
+    spectrum = np.abs(np.fft.rfft(frames * np.hanning(crepe.FRAME), axis=1))
+    peak_hz = spectrum.argmax(axis=1) * rate / crepe.FRAME  # the strongest partial of each
+    assert (peak_hz > f0 / 2 - 16).all() and (peak_hz < 2 * f0 + 16).all()  # within an octave
+    assert np.ptp(peak_hz) > f0 / 2  # and shifted, not copied
+    assert not np.allclose(crepe.augmented(sine, 64, seed=2), frames)

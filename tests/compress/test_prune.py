@@ -381,3 +381,29 @@ def test_attention_loses_whole_heads():
     assert attn.num_heads == 2 and attn.head_dim == 8  # heads removed, each head kept whole
     assert attn.q.out_features == attn.k.out_features == attn.v.out_features == 16
     assert model(**example).shape == (1, 2)
+
+
+@pytest.mark.parametrize("recalibrate", [True, False])
+def test_channel_pruning_re_estimates_batchnorm_statistics(recalibrate):
+    """With data, every BatchNorm's running statistics become those of its inputs over the data
+    through the pruned model (no weight changes); with recalibrate_bn off they stay as sliced."""
+    loaded, data = _loaded("prunable_cnn"), _data(_loaded("prunable_cnn"), 16)
+    cfg = prune.parse("channels:0.5", recalibrate_bn=recalibrate)
+    result = prune.run(loaded.model, cfg, _example(loaded), data)
+    model, norms = result.model, [m for m in result.model.modules()
+                                  if isinstance(m, torch.nn.BatchNorm2d)]
+    weights = [p.clone() for p in model.parameters()]
+    inputs = {}
+    hooks = [m.register_forward_pre_hook(lambda m, i: inputs.update({m: i[0]})) for m in norms]
+    x = torch.from_numpy(np.concatenate([s["x"] for s, _ in data.labelled()]))
+    with torch.no_grad():
+        model(x=x)
+    for h in hooks:
+        h.remove()
+    # the worst BatchNorm: within what the unbiased running variance upstream shifts it by
+    off = max(float((m.running_mean - inputs[m].mean(dim=(0, 2, 3))).abs().max()) for m in norms)
+    assert off < 1e-3 if recalibrate else off > 1e-2
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))
+    assert ("bn_recalibrated" in result.figures) == recalibrate
+    if recalibrate:
+        assert result.figures["bn_recalibrated"] == {"layers": len(norms), "samples": 16}

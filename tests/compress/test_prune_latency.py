@@ -87,7 +87,7 @@ def test_ratio_choice_against_an_injected_table():
                                          pruned_copy=lambda *a: "pruned")
     assert ratios == {"fast": 0.5}  # 40% saved for the same drop; `big` saves 1%
     assert rounds == [{"goal": 0.6, "predicted": 0.6, "ratio": 0.6, "unpruned_ms": 10.0,
-                       "pruned_ms": 6.0}]
+                       "pruned_ms": 6.0, "chosen": True}]
     assert auto._greedy(scan["layers"], 0.4, auto._macs_saved) == {"big": 0.5}  # MACs: the other
 
 
@@ -101,10 +101,25 @@ def test_latency_miss_tightens_the_goal_then_says_what_it_reached():
     ratios, rounds = auto.choose_latency(None, {}, scan, None, 0.6, table, check,
                                          pruned_copy=lambda *a: None)
     assert [r["goal"] for r in rounds] == [0.6, 0.45] and ratios == {"big": 0.5, "fast": 0.5}
+    assert [r.get("chosen", False) for r in rounds] == [False, True]
     with pytest.raises(UserError, match=r"auto:latency=0.1: .* reach only 0.59 x the measured"):
         auto.choose_latency(None, {}, scan, None, 0.1, table,
                             lambda p: {"ratio": 0.59, "unpruned_ms": 1, "pruned_ms": 1},
                             pruned_copy=lambda *a: None)
+
+
+def test_latency_overshoot_loosens_the_goal_and_keeps_the_slowest_plan_that_meets_it():
+    _, scan, table = _injected()
+    measured = iter([0.3, 0.62, 0.56])  # far below the aim; then too slow; then close below it
+
+    def check(pruned):
+        return {"ratio": next(measured), "unpruned_ms": 10.0, "pruned_ms": 0.0}
+
+    ratios, rounds = auto.choose_latency(None, {}, scan, None, 0.6, table, check,
+                                         pruned_copy=lambda *a: None)
+    assert [r["goal"] for r in rounds] == [0.6, 0.9, 0.88]  # loosened by 0.3, tightened by 0.02
+    assert [r.get("chosen", False) for r in rounds] == [False, False, True]
+    assert ratios == auto._greedy(scan["layers"], 1 - 0.88, table.saved)
 
 
 class _FakeTimer:
@@ -131,7 +146,7 @@ def test_through_the_pipeline_the_manifest_records_the_table(tmp_path, monkeypat
     lat = auto_fig["latency"]
     assert manifest["recipe"]["prune"] == "auto:latency=0.8" and auto_fig["latency_target"] == 0.8
     assert lat["fmt"] == "onnx" and lat["precision"] == "fp32" and lat["on"] == "host"
-    assert lat["rounds"][-1]["ratio"] <= 0.81 and "res.0" in lat["table_ms"]
+    assert auto.chosen_round(lat)["ratio"] <= 0.81 and "res.0" in lat["table_ms"]
     assert Path(lat["table_file"]).parent == tmp_path / "c"
 
 
@@ -207,3 +222,34 @@ def test_pruning_says_which_layers_it_leaves_alone(capsys):
     assert fig["skipped"]["cell"] == "GRUCell: torch-pruning cannot prune it; its widths stay"
     assert model.features[2].out_channels == 16 and model.cell.input_size == 16
     assert "left alone: cell (GRUCell" in "\n".join(prune.describe(fig, Path("p.pt2")))
+
+
+FIXED_RESHAPE = """
+import torch
+
+
+class FixedReshape(torch.nn.Module):  # pruning `last` breaks the reshape that hard-codes its width
+    def __init__(self):
+        super().__init__()
+        self.first = torch.nn.Conv1d(1, 16, 3, padding=1)
+        self.last = torch.nn.Conv1d(16, 16, 3, padding=1)
+        self.fc = torch.nn.Linear(16 * 8, 4)
+
+    def forward(self, x):  # (N, 1, 8) -> (N, 4)
+        return self.fc(self.last(torch.relu(self.first(x))).reshape(-1, 16 * 8))
+
+
+def model():
+    return FixedReshape()
+"""
+
+
+def test_a_plan_that_breaks_the_model_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(latency, "timer_for", lambda where: _FakeTimer())
+    (tmp_path / "fixed.py").write_text(FIXED_RESHAPE)
+    loaded = load.open_source(f"{tmp_path / 'fixed.py'}:model", None, ("1,1,8",))
+    data = calibrate.open_data("random", loaded.inputs, 4, seed=0)
+    cfg = prune.parse("auto:latency=0.5", skip=("fc",), skip_defaults=False, round_to=1,
+                      latency_cache=str(tmp_path / "tables"))
+    with pytest.raises(UserError, match="the pruned model no longer runs"):
+        prune.run(loaded.model, cfg, load.example(loaded), data)

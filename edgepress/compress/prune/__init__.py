@@ -34,7 +34,7 @@ from torch import nn
 
 from edgepress.compress import calibrate, load
 from edgepress.options import Prune
-from edgepress.compress.prune import auto, channels, sparse
+from edgepress.compress.prune import auto, channels, recalibrate, sparse
 from edgepress.compress.prune.measure import PRUNABLE, UNPRUNED, execution_order, macs, \
     measure, skipped_layers
 from edgepress.compress.prune.plan import IMPORTANCES, NAMES, SCOPES, PruneConfig, check, \
@@ -80,7 +80,8 @@ def apply(state, cfg: Prune):
         raise UserError(f"--prune {cfg.method!r} needs a torch model; {loaded.source!r} is ONNX")
     plan = parse(cfg.method, importance=cfg.importance, scope=cfg.scope,
                  round_to=cfg.round_to, skip=tuple(cfg.skip), skip_defaults=cfg.skip_defaults,
-                 layer_ratios=parse_layer_ratios(cfg.layers), latency_on=cfg.latency_on,
+                 layer_ratios=parse_layer_ratios(cfg.layers), recalibrate_bn=cfg.recalibrate_bn,
+                 latency_on=cfg.latency_on,
                  latency_threads=cfg.latency_threads, latency_cache=cfg.latency_cache,
                  **bundle_kind(recipe))
     data = (calibrate.open_option(recipe.data.calib, loaded, recipe.data,
@@ -100,7 +101,8 @@ def bundle_kind(recipe) -> dict:
 
 def run(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> PruneResult:
     """Prunes `model` in place as `cfg` says; `example` maps input names to tensors (the shapes to
-    trace), `data` is a calibrate.Dataset (taylor importance and auto need one)."""
+    trace), `data` is a calibrate.Dataset (taylor importance and auto need one; channel pruning
+    re-estimates BatchNorm statistics on it, recalibrate.py)."""
     check(cfg)
     if not any(isinstance(m, PRUNABLE) for m in model.modules()):
         raise UserError(f"--prune {cfg.spec()}: the model has no Conv/Linear modules (an "
@@ -108,8 +110,8 @@ def run(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> PruneRe
                         f"the factory source (module:function) instead")
     skipped = skipped_layers(model, cfg, example)
     before = measure(model, example)
-    extra = METHODS[cfg.method](model, cfg, example, skipped, data) or {}  # method's own figures
-    try:
+    try:  # auto:latency runs its pruned copies inside the method: the same failure, earlier
+        extra = METHODS[cfg.method](model, cfg, example, skipped, data) or {}  # its own figures
         after = measure(model, example)
     except RuntimeError as e:  # e.g. a layer pruned to nothing, or a shape the model hard-codes
         kept = [n for n, m in model.named_modules() if isinstance(m, UNPRUNED)]
@@ -128,7 +130,10 @@ def run(model: nn.Module, cfg: PruneConfig, example: dict, data=None) -> PruneRe
                         f"({', '.join(skipped) or 'none'}), coupled to a skipped one, or too "
                         f"narrow for --prune-round-to {cfg.round_to}")
     figures = {**_figures(cfg, skipped, before, after), **extra}
-    if data is not None and (cfg.method == "auto" or cfg.importance == "taylor"):
+    if data is not None and cfg.recalibrate_bn and cfg.method in ("channels", "auto"):
+        figures["bn_recalibrated"] = recalibrate.batchnorms(model, data)
+    if data is not None and (cfg.method == "auto" or cfg.importance == "taylor"
+                             or figures.get("bn_recalibrated")):
         figures["data"] = {"kind": data.kind, "source": data.source, "warning": data.warning}
     return PruneResult(model.eval(), figures, example)
 
@@ -172,7 +177,7 @@ def describe(figures: dict, saved: Path) -> list[str]:
                      f"scan, {fig['auto']['metric']} on {fig['auto']['samples']} samples)")
     if "latency" in fig.get("auto", {}):
         lat = fig["auto"]["latency"]
-        last = lat["rounds"][-1]
+        last = auto.chosen_round(lat)
         lines.append(f"auto: measured p50 {last['pruned_ms']:.3f} ms vs {last['unpruned_ms']:.3f} "
                      f"ms unpruned (x{last['ratio']:.3f}; {lat['fmt']} {lat['precision']}, "
                      f"{lat['threads']} thread(s) on {lat['on']}); latency table "
@@ -180,6 +185,10 @@ def describe(figures: dict, saved: Path) -> list[str]:
     for name, why in fig["skipped"].items():
         if why.startswith(tuple(t.__name__ + ":" for t in UNPRUNED)):
             lines.append(f"left alone: {name} ({why})")
+    if fig.get("bn_recalibrated"):
+        bn = fig["bn_recalibrated"]
+        lines.append(f"BatchNorm statistics re-estimated on {bn['samples']} calibration samples "
+                     f"({bn['layers']} layers; --prune-recalibrate-bn no to keep them)")
     lines.append(f"pruned {fig['spec']}: params {fig['params']['before']:,} -> "
                  f"{fig['params']['after']:,} (non-zero {fig['nonzero_params']['after']:,}), MACs "
                  f"x{fig['macs']['ratio']:.3f}")

@@ -29,6 +29,7 @@ class PruneConfig:
     skip: tuple = ()  # module names left untouched, besides the defaults
     skip_defaults: bool = Prune.skip_defaults  # leave the first conv and the classifier alone
     layer_ratios: tuple = ()  # ((module name, ratio), ...): overrides `ratio` for those layers
+    recalibrate_bn: bool = Prune.recalibrate_bn  # channels/auto: BatchNorm stats re-estimated
     latency_on: str = Prune.latency_on  # auto:latency: host, or ssh://user@host[:port]
     latency_threads: int = Prune.latency_threads
     latency_cache: str | None = Prune.latency_cache  # latency tables kept here (None: default)
