@@ -1,27 +1,25 @@
-"""guard: one bundle's build, so that an engine or converter failing on a valid model costs that
-bundle only. The run goes on with the others; the failure is recorded in the state (the summary,
-every manifest and the CLI list it) and the run exits 1, as for a failed verification.
+"""guard: one bundle at a time, so that an engine or converter failing on a valid model costs that
+bundle only. `build` wraps making a bundle, `each` every later step on the built ones (verification,
+the summary's timing). The run goes on with the others; the failure is recorded in the state (the
+summary, every manifest and the CLI list it) and the run exits 1, as for a failed verification.
 
 edgepress's own UserError (bad input) is not caught: it still ends the run before anything is
-written, with exit status 2.
+written, with exit status 2. An engine refusing a file edgepress wrote (runtime's EngineError, a
+UserError where the user gave the file) is the engine's limit here, and is caught.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from pathlib import Path
 
+from edgepress import progress
 from edgepress.errors import UserError, first_line
+from edgepress.runtime.session import EngineError
 
 log = logging.getLogger(__name__)
-
-# What the user can do, by stage: the failing library's message names the cause.
-HINTS = {
-    "export": "leave {fmt} out of --format, or report this error to {library}",
-    "quantize": "leave {precision} out of --quantize (or {fmt} out of --format), or report this "
-                "error to {library}",
-}
 
 
 def build(state, where: Path, stage: str, make):
@@ -30,15 +28,33 @@ def build(state, where: Path, stage: str, make):
     state.progress.update(0, note=where.name)
     try:
         return make()
-    except UserError:
-        raise
-    except Exception as e:
-        log.debug("building %s failed", where.name, exc_info=True)
-        shutil.rmtree(where, ignore_errors=True)
-        state.failures.append(record(where.name, stage, e))
+    except Exception as e:  # noqa: BLE001 - _failed re-raises the user's own mistakes
+        _failed(state, where, stage, e)
         return None
     finally:
         state.progress.update(1)
+
+
+def each(state, stage: str, title: str, step) -> None:
+    """`step(bundle)` for every built bundle, under one progress bar; a bundle whose step fails
+    (an engine that cannot load or run it) is removed and its failure recorded."""
+    with progress.bar(title, len(state.bundles)) as bar:
+        for bundle in list(state.bundles):
+            bar.update(0, note=bundle.name)
+            try:
+                step(bundle)
+            except Exception as e:  # noqa: BLE001 - _failed re-raises the user's own mistakes
+                _failed(state, bundle.path, stage, e)
+                state.bundles.remove(bundle)
+            bar.update()
+
+
+def _failed(state, where: Path, stage: str, e: Exception) -> None:
+    if isinstance(e, UserError) and not isinstance(e, EngineError):
+        raise e
+    log.debug("%s of %s failed", stage, where.name, exc_info=e)
+    shutil.rmtree(where, ignore_errors=True)
+    state.failures.append(record(where.name, stage, e))
 
 
 def skipped(state, name: str, parent: str) -> None:
@@ -49,17 +65,38 @@ def skipped(state, name: str, parent: str) -> None:
 
 
 def record(name: str, stage: str, e: BaseException) -> dict:
-    """{bundle, stage, library, error, what_to_do} for one failed bundle."""
-    fmt, _, precision = name.partition("-")
+    """{bundle, stage, library, error, what_to_do} for one failed bundle. The error is the first
+    line of the library's own message, whole."""
     lib = library(e)
-    return {"bundle": name, "stage": stage, "library": lib,
-            "error": f"{type(e).__name__}: {first_line(e)}",
-            "what_to_do": HINTS[stage].format(library=lib, fmt=fmt, precision=precision)}
+    if isinstance(e, EngineError):
+        error = (f"{e.backend} cannot be {e.action} on it: {type(e.cause).__name__}: "
+                 f"{first_line(e.cause, None)}")
+    else:
+        error = f"{type(e).__name__}: {first_line(e, None)}"
+    return {"bundle": name, "stage": stage, "library": lib, "error": error,
+            "what_to_do": what_to_do(name, stage, lib)}
+
+
+def what_to_do(name: str, stage: str, lib: str) -> str:
+    if lib == "edgepress":
+        return ("this is a bug in edgepress: please report it with the traceback that --debug "
+                "prints")
+    fmt, _, precision = name.partition("-")
+    leave = (f"leave {fmt} out of --format" if precision == "fp32" else
+             f"leave {precision} out of --quantize (or {fmt} out of --format)")
+    if stage in ("verify", "summary"):  # the file was written: the engine refuses it
+        leave += f", try another {lib} version"
+    return f"{leave}, or report this error to {lib}"
 
 
 def library(e: BaseException) -> str:
-    """The library that raised: the exception type's package, or (for a builtin type such as
-    RuntimeError) the first library edgepress called on the way to the error."""
+    """The library that raised: the engine, the exception type's package, or (for a builtin type
+    such as RuntimeError) the first library edgepress called on the way to the error; edgepress
+    when the error is raised in edgepress's own code and no library is on the way."""
+    if isinstance(e, EngineError):
+        from edgepress.runtime.engines import module_of
+
+        return _dist(module_of(e.backend))
     module = type(e).__module__
     if _is_library(module):
         return _dist(module)
@@ -69,12 +106,13 @@ def library(e: BaseException) -> str:
         if called is None and _is_library(module):
             called = module
         tb = tb.tb_next
-    return _dist(called) if called else "unknown"
+    return _dist(called) if called else "edgepress"
 
 
 def _is_library(module: str) -> bool:
     top = module.split(".")[0]
-    return bool(top) and top not in ("builtins", "edgepress", "contextlib", "__main__")
+    return bool(top) and top not in sys.stdlib_module_names and top not in (
+        "builtins", "edgepress", "__main__")
 
 
 def _dist(module: str) -> str:
@@ -83,3 +121,4 @@ def _dist(module: str) -> str:
 
     top = module.split(".")[0]
     return (packages_distributions().get(top) or [top])[0]
+
