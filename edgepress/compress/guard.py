@@ -6,13 +6,19 @@ summary, every manifest and the CLI list it) and the run exits 1, as for a faile
 edgepress's own UserError (bad input) is not caught: it still ends the run before anything is
 written, with exit status 2. An engine refusing a file edgepress wrote (runtime's EngineError, a
 UserError where the user gave the file) is the engine's limit here, and is caught.
+
+Other libraries' warnings while a bundle is built belong to that bundle: they go into its
+manifest (`library_warnings`) and the summary, and reach the terminal only through logging
+(--verbose).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from edgepress import progress
@@ -21,13 +27,19 @@ from edgepress.runtime.session import EngineError
 
 log = logging.getLogger(__name__)
 
+MAX_WARNINGS = 20  # distinct warnings kept per bundle; the rest are counted
+
 
 def build(state, where: Path, stage: str, make):
     """`make()` (which builds the bundle directory `where`), or None after removing what it
     left of `where` and recording why it failed. Each build is one step of state.progress."""
     state.progress.update(0, note=where.name)
     try:
-        return make()
+        with _collected(where.name) as caught:
+            bundle = make()
+        if caught:
+            bundle.extra["library_warnings"] = caught
+        return bundle
     except Exception as e:  # noqa: BLE001 - _failed re-raises the user's own mistakes
         _failed(state, where, stage, e)
         return None
@@ -122,3 +134,44 @@ def _dist(module: str) -> str:
     top = module.split(".")[0]
     return (packages_distributions().get(top) or [top])[0]
 
+
+# ---- warnings: the bundle's own -----------------------------------------------------------------
+
+@contextlib.contextmanager
+def _collected(name: str):
+    """Every warning raised inside, as {library, category, message} (distinct ones, in order, at
+    most MAX_WARNINGS), instead of the terminal; each is logged at INFO (shown with --verbose)."""
+    seen: dict = {}
+
+    def keep(message, category, filename, lineno, file=None, line=None):
+        entry = {"library": _library_at(filename), "category": category.__name__,
+                 "message": first_line(message, None)}
+        if seen.setdefault(tuple(entry.values()), entry) is entry:
+            log.info("%s: %s %s: %s", name, *entry.values())
+
+    caught: list = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # the quiet filter would drop them: they are recorded
+        warnings.showwarning = keep
+        yield caught
+    caught.extend(list(seen.values())[:MAX_WARNINGS])
+    if len(seen) > MAX_WARNINGS:
+        caught.append({"library": None, "category": None,
+                       "message": f"{len(seen) - MAX_WARNINGS} more distinct warnings"})
+
+
+def _library_at(filename: str) -> str:
+    """The library a warning comes from: the module it is attributed to, or, where that is the
+    standard library's (torch's deprecated LeafSpec warns from copyreg, which deepcopy runs),
+    the first library on the way out from there."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename != filename:
+        frame = frame.f_back
+    if frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "edgepress":
+        return "edgepress"
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if _is_library(module):
+            return _dist(module)
+        frame = frame.f_back
+    return "python"

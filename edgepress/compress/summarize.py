@@ -83,6 +83,9 @@ def _row(path: Path, fp32: Path | None, eval_data) -> dict:
     row.update(_quality(b, artifact.open_bundle(fp32), eval_data) if fp32 else
                {"metric": "none (no fp32 bundle of this format to compare with)", "value": None,
                 "samples": 0})
+    for key in ("warnings", "library_warnings"):  # what the bundle's manifest records
+        if b.manifest.get(key):
+            row[key] = b.manifest[key]
     return row
 
 
@@ -125,5 +128,17 @@ def markdown(summary: dict) -> str:
             notes.append(f"{key}: {value}")
     notes += [f"FAILED {f['bundle']} ({f['stage']}{', ' + f['library'] if f['library'] else ''})"
               f": {f['error']}; {f['what_to_do']}" for f in summary.get("failed", ())]
+    notes += _warning_lines(summary["rows"])
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
+
+def _warning_lines(rows: list[dict]) -> list[str]:
+    """Each bundle's warnings: edgepress's own, and how many other libraries raised while it
+    was built (summary.json and the manifest hold them; --verbose prints them)."""
+    lines = [f"warning, {r['bundle']}: {w}" for r in rows for w in r.get("warnings", ())]
+    counts = [f"{r['bundle']} {len(r['library_warnings'])}" for r in rows
+              if r.get("library_warnings")]
+    if counts:
+        lines.append(f"Other libraries' warnings while building: {', '.join(counts)} (in each "
+                     f"bundle's manifest, library_warnings)")
+    return lines
