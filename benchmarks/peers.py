@@ -104,7 +104,8 @@ def _as_declared(model_path: Path, sample: dict) -> dict:
     if model_path not in _as_declared.cache:
         _as_declared.cache[model_path] = {s.name: s.dtype for s in Session(model_path).inputs}
     want = _as_declared.cache[model_path]
-    return {k: np.ascontiguousarray(v.astype(want.get(k, v.dtype))) for k, v in sample.items()}
+    # np.ascontiguousarray makes a 0-d array (silero-vad's sr) 1-d: np.asarray keeps its shape
+    return {k: np.asarray(v.astype(want.get(k, v.dtype)), order="C") for k, v in sample.items()}
 
 
 def _write_manifest(fp32, where: Path, record: dict) -> None:

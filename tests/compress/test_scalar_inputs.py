@@ -32,3 +32,12 @@ def test_a_scalar_input_is_exported_and_verified(tmp_path):
                                               summary=False))
     for result in (fp32, dynamic):
         assert result.verdict.passed, (result.bundle.name, result.verdict.failures)
+
+
+def test_a_scalar_input_is_timed_for_the_summary(tmp_path):
+    # np.ascontiguousarray turned the 0-d sample into shape (1,), which the engine refused
+    _scaled_by_a_scalar(tmp_path / "m.onnx")
+    run = pipeline.outcome(pipeline.Request(source=str(tmp_path / "m.onnx"), out=tmp_path / "out",
+                                            formats=("onnx",)))
+    assert run.failures == [] and [r.bundle.name for r in run.results] == ["onnx-fp32"]
+    assert (tmp_path / "out" / "summary.json").is_file()
