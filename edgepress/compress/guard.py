@@ -81,7 +81,7 @@ def record(name: str, stage: str, e: BaseException) -> dict:
     line of the library's own message, whole."""
     lib = library(e)
     if isinstance(e, EngineError):
-        error = (f"{e.backend} cannot be {e.action} on it: {type(e.cause).__name__}: "
+        error = (f"{e.backend} cannot {e.action} it: {type(e.cause).__name__}: "
                  f"{first_line(e.cause, None)}")
     else:
         error = f"{type(e).__name__}: {first_line(e, None)}"

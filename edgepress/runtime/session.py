@@ -24,8 +24,9 @@ class EngineError(UserError):
     which compress/guard records for that bundle alone."""
 
     def __init__(self, path: Path, backend: str, action: str, cause: Exception):
-        super().__init__(f"{str(path)!r} cannot be {action} by {backend}: {first_line(cause, 200)}")
-        self.backend, self.action, self.cause = backend, action, cause
+        done = {"load": "loaded", "run": "run"}[action]
+        super().__init__(f"{str(path)!r} cannot be {done} by {backend}: {first_line(cause, 200)}")
+        self.backend, self.action, self.cause = backend, action, cause  # action: load / run
 
 
 class Session:
@@ -47,7 +48,7 @@ class Session:
         try:
             self._engine = BACKENDS[self.backend](path, threads, self.options)
         except Exception as e:  # engines raise assorted types for corrupt files
-            raise EngineError(path, self.backend, "loaded", e) from None
+            raise EngineError(path, self.backend, "load", e) from None
         self.version = self._engine.version
         self._quant_in = self._boundary_params(getattr(self._engine, "_in", None), 3)
         self._quant_out = self._boundary_params(getattr(self._engine, "_out", None), 2)

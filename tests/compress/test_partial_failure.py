@@ -129,8 +129,8 @@ def test_engine_refusing_an_exported_file_costs_that_bundle(tmp_path, capsys, mo
     (failure,) = json.loads((out / "summary.json").read_text())["failed"]
     assert (failure["bundle"], failure["stage"], failure["library"]) == \
         ("tflite-fp32", "export", "ai-edge-litert")
-    assert failure["error"] == ("litert cannot be loaded on it: ValueError: Didn't find op for "
-                                "builtin opcode 'FROBNICATE' version '3'")
+    assert failure["error"] == ("litert cannot load it: ValueError: Didn't find op for builtin "
+                                "opcode 'FROBNICATE' version '3'")
     assert failure["what_to_do"].startswith("leave tflite out of --format")
     _manifests_list(out, failure)
 
@@ -143,8 +143,8 @@ def test_engine_failing_at_verification_costs_that_bundle(tmp_path, capsys, monk
     _no_traceback(captured)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == \
         ["onnx-fp32", "tflite-fp16", "tflite-fp32"]
-    assert "edgepress: onnx-fp16 failed (verify in onnxruntime): onnxruntime cannot be run on " \
-           "it: RuntimeError: [ONNXRuntimeError]" in captured.err
+    assert "edgepress: onnx-fp16 failed (verify in onnxruntime): onnxruntime cannot run it: " \
+           "RuntimeError: [ONNXRuntimeError]" in captured.err
     summary = json.loads((out / "summary.json").read_text())
     assert [r["bundle"] for r in summary["rows"]] == ["onnx-fp32", "tflite-fp32", "tflite-fp16"]
     (failure,) = summary["failed"]
