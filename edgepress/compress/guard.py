@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 MAX_WARNINGS = 20  # distinct warnings kept per bundle; the rest are counted
 
 
+class Limit(Exception):
+    """A library's limit edgepress finds in what the library returned (it raised nothing):
+    recorded like the library's own error, naming `library`."""
+
+    def __init__(self, library: str, message: str):
+        super().__init__(message)
+        self.library = library
+
+
 def build(state, where: Path, stage: str, make):
     """`make()` (which builds the bundle directory `where`), or None after removing what it
     left of `where` and recording why it failed. Each build is one step of state.progress."""
@@ -83,6 +92,8 @@ def record(name: str, stage: str, e: BaseException) -> dict:
     if isinstance(e, EngineError):
         error = (f"{e.backend} cannot {e.action} it: {type(e.cause).__name__}: "
                  f"{first_line(e.cause, None)}")
+    elif isinstance(e, Limit):
+        error = f"{lib} {first_line(e, None)}"
     else:
         error = f"{type(e).__name__}: {first_line(e, None)}"
     return {"bundle": name, "stage": stage, "library": lib, "error": error,
@@ -109,6 +120,8 @@ def library(e: BaseException) -> str:
         from edgepress.runtime.engines import module_of
 
         return _dist(module_of(e.backend))
+    if isinstance(e, Limit):
+        return e.library
     module = type(e).__module__
     if _is_library(module):
         return _dist(module)
