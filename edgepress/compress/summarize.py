@@ -122,7 +122,8 @@ def markdown(summary: dict) -> str:
                      f"{r['params']:,} | {r['macs']:,} | {r['p50_ms']:.3f} |")
     notes = [f"Latency: {summary['latency']}."]
     if summary.get("eval"):
-        notes.append(f"Accuracy on {summary['eval']}.")
+        scored = any(r["metric"] == "accuracy" for r in summary["rows"])  # unlabelled: agreement
+        notes.append(f"{'Accuracy' if scored else 'Agreement with fp32'} on {summary['eval']}.")
     for key, value in summary.items():
         if key not in ("rows", "latency", "eval", "failed"):
             notes.append(f"{key}: {value}")
