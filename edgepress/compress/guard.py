@@ -15,6 +15,7 @@ manifest (`library_warnings`) and the summary, and reach the terminal only throu
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import shutil
 import sys
@@ -142,10 +143,17 @@ def _is_library(module: str) -> bool:
 
 def _dist(module: str) -> str:
     """A module's distribution name (litert_torch -> litert-torch), else its top package."""
+    top = module.split(".")[0]
+    return (_distributions().get(top) or [top])[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict:
+    # Reads every installed distribution's file list: 0.27 s a call on this project's machine
+    # under load, once per warning before it was kept.
     from importlib.metadata import packages_distributions
 
-    top = module.split(".")[0]
-    return (packages_distributions().get(top) or [top])[0]
+    return packages_distributions()
 
 
 # ---- warnings: the bundle's own -----------------------------------------------------------------
@@ -157,20 +165,21 @@ def _collected(name: str):
     seen: dict = {}
 
     def keep(message, category, filename, lineno, file=None, line=None):
-        entry = {"library": _library_at(filename), "category": category.__name__,
-                 "message": first_line(message, None)}
-        if seen.setdefault(tuple(entry.values()), entry) is entry:
-            log.info("%s: %s %s: %s", name, *entry.values())
+        key = (filename, lineno, category.__name__, first_line(message, None))
+        if key not in seen:  # the stack is walked once per distinct warning
+            seen[key] = {"library": _library_at(filename), "category": key[2], "message": key[3]}
+            log.info("%s: %s %s: %s", name, *seen[key].values())
 
     caught: list = []
     with warnings.catch_warnings():
         warnings.simplefilter("always")  # the quiet filter would drop them: they are recorded
         warnings.showwarning = keep
         yield caught
-    caught.extend(list(seen.values())[:MAX_WARNINGS])
-    if len(seen) > MAX_WARNINGS:
+    distinct = list({tuple(e.values()): e for e in seen.values()}.values())
+    caught.extend(distinct[:MAX_WARNINGS])
+    if len(distinct) > MAX_WARNINGS:
         caught.append({"library": None, "category": None,
-                       "message": f"{len(seen) - MAX_WARNINGS} more distinct warnings"})
+                       "message": f"{len(distinct) - MAX_WARNINGS} more distinct warnings"})
 
 
 def _library_at(filename: str) -> str:
