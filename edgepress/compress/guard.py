@@ -168,7 +168,6 @@ def _collected(name: str):
         key = (filename, lineno, category.__name__, first_line(message, None))
         if key not in seen:  # the stack is walked once per distinct warning
             seen[key] = {"library": _library_at(filename), "category": key[2], "message": key[3]}
-            log.info("%s: %s %s: %s", name, *seen[key].values())
 
     caught: list = []
     with warnings.catch_warnings():
@@ -176,6 +175,8 @@ def _collected(name: str):
         warnings.showwarning = keep
         yield caught
     distinct = list({tuple(e.values()): e for e in seen.values()}.values())
+    for entry in distinct:  # logged here: inside, export.quiet() may hold stderr
+        log.info("%s: %s %s: %s", name, *entry.values())
     caught.extend(distinct[:MAX_WARNINGS])
     if len(distinct) > MAX_WARNINGS:
         caught.append({"library": None, "category": None,
