@@ -131,7 +131,8 @@ def cell(bundle: Path, failed: dict) -> str:
         try:
             return "FAIL: verify: " + "; ".join(json.loads(verify.stdout)["failures"])
         except (json.JSONDecodeError, KeyError):
-            return f"FAIL: verify exit {verify.returncode}: {verify.stderr.strip()[-200:]}"
+            lines = verify.stderr.strip().splitlines() or ["(no message)"]
+            return f"FAIL: verify exit {verify.returncode}: {lines[-1]}"  # edgepress's one line
     manifest = json.loads((bundle / "manifest.json").read_text())
     quantize = manifest.get("stages", {}).get("quantize")
     if quantize is not None and not quantize.get("quantized_layers"):

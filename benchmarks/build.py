@@ -85,7 +85,9 @@ def data_for(name: str, calib_samples: int, work: Path) -> dict:
             "train": str(DIGITS_DATA / "train.npz"), "val": str(DIGITS_DATA / "val.npz")}
 
 
-def run_recipe(name: str, recipe: str, out: Path, data: dict, epochs: int, fmt: str) -> None:
+def run_recipe(name: str, recipe: str, out: Path, data: dict, epochs: int, fmt: str) -> dict:
+    """One pipeline run; {bundle name: failure record} of the bundles it could not build (the
+    pipeline still writes the others)."""
     from edgepress.compress import pipeline
 
     source, input_shapes = MODELS[name] if name in MODELS else (REAL[name].source(),
@@ -100,9 +102,7 @@ def run_recipe(name: str, recipe: str, out: Path, data: dict, epochs: int, fmt: 
     run = pipeline.outcome(pipeline.Request(source=source, input_shapes=tuple(input_shapes),
                                             out=out, overwrite=True, summary=False,
                                             distill_epochs=epochs, **fields))
-    if run.failures:  # the pipeline keeps the other bundles; this table's row is the failure
-        f = run.failures[0]
-        raise RuntimeError(f"{f['bundle']} ({f['stage']}, {f['library']}): {f['error']}")
+    return {f["bundle"]: f for f in run.failures}
 
 
 def formats_of(name: str) -> tuple:
@@ -195,13 +195,19 @@ def build_recipe(name: str, recipe: str, work: Path, data: dict, epochs: int) ->
     out, t0 = work / name / recipe, time.time()
     made = entries(name, recipe, out, work / name / "int8", describe_calib(data))
     for fmt in formats_of(name):
+        mine = [r for r in made if r["format"] == fmt]
         try:
-            run_recipe(name, recipe, out / fmt, data, epochs, fmt)
-            continue
+            failed = run_recipe(name, recipe, out / fmt, data, epochs, fmt)
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()
             reason = f"edgepress {LABELS[recipe]} failed: {type(e).__name__}: {_first(e)}"
-        mine = [r for r in made if r["format"] == fmt]
+        else:  # the bundles the pipeline could not build; the others are rows as usual
+            for row in mine:
+                f = failed.get(Path(row["bundle"]).name)
+                if f:
+                    row["error"] = (f"edgepress {LABELS[recipe]} failed: {f['bundle']} "
+                                    f"({f['stage']}, {f['library']}): {f['error']}")
+            continue
         for row in mine:
             row["error"] = reason
         if recipe == "int8" and _fp32_alone(name, out / fmt, data, fmt):
@@ -223,7 +229,7 @@ def _fp32_alone(name: str, out: Path, data: dict, fmt: str) -> bool:
 
 def _first(e: Exception) -> str:
     text = str(e).strip()
-    return text.splitlines()[-1][:160] if text else "(no message)"
+    return text.splitlines()[0] if text else "(no message)"  # whole: the table's notes quote it
 
 
 def _label(name: str, rows: list, work: Path, args, data: dict) -> list[dict]:

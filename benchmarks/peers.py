@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepress.compress import calibrate
-from edgepress.errors import UserError
+from edgepress.errors import UserError, first_line
 from edgepress.runtime import artifact
 from edgepress.runtime.session import Session
 
@@ -67,7 +67,7 @@ def apply(name: str, fp32_bundle: Path, calib_source: str, calib_samples: int | 
         raise
     except Exception as e:  # noqa: BLE001 - a peer crashing on a zoo model is a result
         shutil.rmtree(staged)
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise Unavailable(f"{package} failed: {type(e).__name__}: {first}") from None
     _smoke(staged / bundle.model_path.name, feeds[0], f"{package} {_version(package)}", staged)
     record = {"peer": name, "library": package, "version": _version(package), "call": call,
@@ -90,11 +90,11 @@ def _smoke(model: Path, sample: dict, who: str, staged: Path) -> None:
 
 
 def _reason(e: Exception) -> str:
-    # Session's one line is cut at 200 characters; the engine's own message (kept as the
-    # context) ends with the sentence that says what is wrong.
-    full = str(e.__context__ or e).strip()
+    # Session's one line is cut at 200 characters; the engine's own message (EngineError's
+    # cause) ends with the sentence that says what is wrong.
+    full = first_line(getattr(e, "cause", None) or e, None)
     tail = full.split("Status Message:")[-1].strip().rstrip(".").split(". ")[-1]
-    return tail[:200] or full[:200]
+    return tail or full
 
 
 def _as_declared(model_path: Path, sample: dict) -> dict:
@@ -104,7 +104,8 @@ def _as_declared(model_path: Path, sample: dict) -> dict:
     if model_path not in _as_declared.cache:
         _as_declared.cache[model_path] = {s.name: s.dtype for s in Session(model_path).inputs}
     want = _as_declared.cache[model_path]
-    return {k: np.ascontiguousarray(v.astype(want.get(k, v.dtype))) for k, v in sample.items()}
+    # np.ascontiguousarray makes a 0-d array (silero-vad's sr) 1-d: np.asarray keeps its shape
+    return {k: np.asarray(v.astype(want.get(k, v.dtype)), order="C") for k, v in sample.items()}
 
 
 def _write_manifest(fp32, where: Path, record: dict) -> None:

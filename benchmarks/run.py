@@ -42,8 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import figures, measure, plots, tables
 from benchmarks.peers import PEERS
-from edgepress.errors import UserError
+from edgepress.errors import UserError, first_line
 from edgepress.runtime import fingerprint
+from edgepress.runtime.session import EngineError
 
 RESULTS = ROOT / "benchmarks" / "results"
 # --quick: digits, the smallest random model and the two smallest real pretrained ones (silero-vad
@@ -86,7 +87,9 @@ def measure_all(rows: list[dict], threads: tuple, protocol, out: Path) -> list[d
         try:
             measured.append(measure.measure(row, threads, protocol, out / "reports", host))
         except UserError as e:  # e.g. a peer's model its own runtime refuses: a result too
-            measured.append({**row, "error": f"{row['tool']} artifact does not run: {e}"})
+            why = (f"{e.backend} cannot {e.action} it: {first_line(e.cause, None)}"
+                   if isinstance(e, EngineError) else str(e))  # the engine's first line, whole
+            measured.append({**row, "error": f"{row['tool']} artifact does not run: {why}"})
             print(f"  {measure.slug(row)}: {measured[-1]['error'][:200]}", flush=True)
             continue
         r = measured[-1]

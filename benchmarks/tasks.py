@@ -59,17 +59,28 @@ def _outputs(bundle: str, task: str, npz: str) -> np.ndarray:
 
 def _feed(session: Session, named: dict) -> dict:
     """Values for the session's inputs, cast to what each declares. Matched by name where the
-    names agree, else by size (a .tflite's signature may order and name its inputs otherwise),
-    else in order."""
+    names agree, the rest by size (a .tflite's signature may order and name its inputs
+    otherwise), else in order. Dims a model keeps dynamic (silero-vad's .onnx) take the value's."""
     specs = session.inputs
     if set(named) != {s.name for s in specs}:
-        sizes = [int(np.prod(s.shape)) if s.shape else 1 for s in specs]
-        values = list(named.values())
-        if len(set(sizes)) == len(sizes):
-            by_size = {int(np.asarray(v).size): v for v in values}
-            values = [by_size[n] for n in sizes]
-        named = dict(zip([s.name for s in specs], values))
-    return {s.name: np.asarray(named[s.name]).astype(s.dtype).reshape(s.shape) for s in specs}
+        named = _matched(specs, named)
+    return {s.name: _shaped(np.asarray(named[s.name]).astype(s.dtype), s) for s in specs}
+
+
+def _matched(specs, named: dict) -> dict:
+    out = {s.name: named[s.name] for s in specs if s.name in named}
+    rest = [s for s in specs if s.name not in out]
+    values = [v for k, v in named.items() if k not in out]
+    sizes = [] if any(s.dynamic_dims for s in rest) else \
+        [int(np.prod(s.shape)) if s.shape else 1 for s in rest]
+    if sizes and len(set(sizes)) == len(sizes):
+        by_size = {int(np.asarray(v).size): v for v in values}
+        values = [by_size[n] for n in sizes]
+    return {**out, **dict(zip([s.name for s in rest], values))}
+
+
+def _shaped(value: np.ndarray, spec) -> np.ndarray:
+    return value if spec.dynamic_dims else value.reshape(spec.shape)
 
 
 def _run_each(session: Session, arrays: dict, pick) -> np.ndarray:

@@ -2,6 +2,7 @@
 terminal unless --verbose; edgepress's own live lines show on a terminal and never in a pipe."""
 
 import io
+import json
 import os
 import pty
 import select
@@ -54,6 +55,12 @@ def test_library_noise_is_off_the_terminal_unless_verbose(bert_dir, tmp_path):
                           text=True, cwd=ROOT, env=_env())
     assert loud.returncode == 0, loud.stderr
     assert "Loading weights" in loud.stderr  # the same run shows it when asked: nothing is lost
+    # a library's warning while the bundle was built: recorded on it, shown only when asked
+    # (it was logged inside export's captured stderr, and lost)
+    warned = json.loads((tmp_path / "b" / "onnx-fp32" / "manifest.json").read_text())
+    first = warned["library_warnings"][0]["message"]
+    assert first in loud.stderr and f"onnx-fp32: {warned['library_warnings'][0]['library']}" \
+        in loud.stderr and first not in quiet.stderr + quiet.stdout
 
 
 def _on_a_terminal(argv) -> tuple[int, str]:

@@ -12,14 +12,14 @@ import copy
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from edgepress.compress import compact, guard
 from edgepress.options import Export
-from edgepress.errors import UserError, choices
+from edgepress.errors import UserError, choices, first_line
 from edgepress.runtime.layout import to_nchw, to_nhwc
 
 LAYOUTS = ("nchw", "nhwc")
@@ -105,8 +105,25 @@ def _copy_onnx(loaded, path: Path) -> Exported:
     import onnx
 
     model = onnx.load(str(loaded.onnx_path))
+    notes = _fix_dims(model, {s.name: s for s in loaded.inputs})
+    if notes:
+        model = onnx.shape_inference.infer_shapes(model)
+        notes.append("ran ONNX shape inference")
+    onnx.save(model, str(path))
+    if notes and (refused := _refused(path)):
+        # silero-vad: its If branches squeeze the time axis when it is 1, and onnxruntime's
+        # load-time inference then gives the LSTM a rank-2 input in the branch not taken
+        # ("First input tensor must have rank 3"). It loads with the source's dynamic dims.
+        path.write_bytes(Path(loaded.onnx_path).read_bytes())
+        notes = [f"kept the source's dynamic dims: with them fixed to the declared shapes "
+                 f"{refused}"]
+    return Exported(path, {"exporter": "copied from the ONNX source",
+                           "opset": _opset(path), "normalisation": notes})
+
+
+def _fix_dims(model, specs: dict) -> list[str]:
+    """Sets the graph inputs' dynamic dims to the declared shapes; what was fixed."""
     notes = []
-    specs = {s.name: s for s in loaded.inputs}
     for inp in model.graph.input:
         spec = specs.get(inp.name)
         dims = inp.type.tensor_type.shape.dim
@@ -116,12 +133,18 @@ def _copy_onnx(loaded, path: Path) -> Exported:
             d.Clear()
             d.dim_value = value
         notes.append(f"fixed dynamic dims of {inp.name!r} to {list(spec.shape)}")
-    if notes:
-        model = onnx.shape_inference.infer_shapes(model)
-        notes.append("ran ONNX shape inference")
-    onnx.save(model, str(path))
-    return Exported(path, {"exporter": "copied from the ONNX source",
-                           "opset": _opset(path), "normalisation": notes})
+    return notes
+
+
+def _refused(path: Path) -> str | None:
+    """Why onnxruntime cannot load the file at `path`, or None when it can."""
+    from edgepress.runtime.session import EngineError, Session
+
+    try:
+        Session(path)
+    except EngineError as e:
+        return f"{e.backend} cannot load it: {first_line(e.cause, None)}"
+    return None
 
 
 def _tflite(loaded, path: Path, opts: ExportOptions, sample: dict, n_outputs: int) -> Exported:
@@ -250,5 +273,10 @@ def _io(loaded, model_file: Path, layout: str) -> tuple[list, list]:
     # LiteRT lists signature inputs alphabetically; the manifest keeps the model's own order.
     order = {s.name: i for i, s in enumerate(loaded.inputs)}
     inputs = sorted(session.inputs, key=lambda s: order.get(s.name, len(order)))
+    # Dims an ONNX source keeps dynamic (_copy_onnx) are recorded as declared: the shapes the
+    # golden samples and every reader of the manifest (calibration checks, bench) work with.
+    declared = {s.name: s.shape for s in loaded.inputs if s.shape is not None}
+    inputs = [replace(s, shape=declared[s.name]) if s.dynamic_dims and s.name in declared
+              else s for s in inputs]
     return ([artifact.spec_record(s, layout) for s in inputs],
             [artifact.spec_record(s, layout) for s in session.outputs])

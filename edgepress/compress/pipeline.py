@@ -80,10 +80,16 @@ def _write(state: State, recipe: Recipe, tmp: Path) -> State:
         state = export.apply(state, recipe.export)
         state = quantize.apply(state, recipe.quantize)
     state.progress = progress.OFF
+    state = verify.apply(_built(state), recipe.verify)
+    state = summarize.apply(_built(state), recipe)
+    return verify.finish(_built(state), recipe.verify)
+
+
+def _built(state: State) -> State:
+    # Each step may lose bundles (compress/guard.py); with none left there is nothing to write.
     if not state.bundles:
         raise _NothingBuilt
-    state = verify.apply(state, recipe.verify)
-    return summarize.apply(state, recipe)
+    return state
 
 
 def check(recipe: Recipe) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgepress import progress
+from edgepress.compress import guard
 from edgepress.runtime import artifact, bench, inspect, verify
 from edgepress.runtime.layout import to_nhwc
 from edgepress.runtime.session import Session
@@ -21,13 +21,22 @@ FIGURES_NOTE = "of each format's fp32 graph, the model every bundle of that form
 
 
 def apply(state, recipe):
-    """The stage: summary.md / summary.json beside the bundles (unless the run asked for none)."""
+    """The stage: summary.md / summary.json beside the bundles (unless the run asked for none).
+    A bundle its engine cannot time is removed and recorded (compress/guard.py)."""
     if recipe.summary:
+        rows = _rows(state)
         notes = _notes(state.stages)
         if state.failures:  # bundles an engine or converter could not build (compress/guard.py)
             notes["failed"] = state.failures
-        write(state.work, [b.path for b in state.bundles], state.held_out, notes)
+        write(state.work, rows, state.held_out, notes)
     return state
+
+
+def _rows(state) -> list[dict]:
+    rows = []
+    guard.each(state, "summary", "timing for the summary", lambda b: rows.append(_row(
+        b.path, _fp32_of(b.path, [x.path for x in state.bundles]), state.held_out)))
+    return rows
 
 
 def _notes(stages: dict) -> dict:
@@ -45,14 +54,8 @@ def _notes(stages: dict) -> dict:
     return notes
 
 
-def write(out_dir: Path, bundles: list[Path], eval_data=None, extra: dict | None = None) -> dict:
-    """Measures every bundle and writes out_dir/summary.{md,json}; returns the summary."""
-    rows = []
-    with progress.bar("timing for the summary", len(bundles)) as bar:
-        for b in bundles:
-            bar.update(0, note=b.name)
-            rows.append(_row(b, _fp32_of(b, bundles), eval_data))
-            bar.update()
+def write(out_dir: Path, rows: list[dict], eval_data=None, extra: dict | None = None) -> dict:
+    """Writes out_dir/summary.{md,json} from the measured rows; returns the summary."""
     summary = {"rows": rows, "eval": eval_data.source if eval_data is not None else None,
                "latency": "p50 of edgepress bench, 1 thread, short protocol "
                           f"({PROTOCOL.min_runs} runs / {PROTOCOL.min_s} s)",
@@ -63,19 +66,26 @@ def write(out_dir: Path, bundles: list[Path], eval_data=None, extra: dict | None
     return summary
 
 
-def _fp32_of(bundle: Path, bundles: list[Path]) -> Path:
+def _fp32_of(bundle: Path, bundles: list[Path]) -> Path | None:
+    """The format's fp32 bundle (None when it failed: there is then no reference)."""
     fmt = bundle.name.split("-")[0]
-    return next((b for b in bundles if b.name == f"{fmt}-fp32"), bundle)
+    return next((b for b in bundles if b.name == f"{fmt}-fp32"), None)
 
 
-def _row(path: Path, fp32: Path, eval_data) -> dict:
+def _row(path: Path, fp32: Path | None, eval_data) -> dict:
     b = artifact.open_bundle(path)
-    info = inspect.apply(artifact.open_bundle(fp32).model_path)  # FIGURES_NOTE says why
+    figures_of = artifact.open_bundle(fp32 or path).model_path  # FIGURES_NOTE says why
+    info = inspect.apply(figures_of)
     rep = bench.apply(path, threads=1, protocol=PROTOCOL)
     row = {"bundle": path.name, "size_bytes": b.manifest["model_size_bytes"],
            "params": info["params"], "macs": info["macs"],
            "p50_ms": rep["results"]["latency_ms"]["p50"]}
-    row.update(_quality(b, artifact.open_bundle(fp32), eval_data))
+    row.update(_quality(b, artifact.open_bundle(fp32), eval_data) if fp32 else
+               {"metric": "none (no fp32 bundle of this format to compare with)", "value": None,
+                "samples": 0})
+    for key in ("warnings", "library_warnings"):  # what the bundle's manifest records
+        if b.manifest.get(key):
+            row[key] = b.manifest[key]
     return row
 
 
@@ -112,10 +122,24 @@ def markdown(summary: dict) -> str:
                      f"{r['params']:,} | {r['macs']:,} | {r['p50_ms']:.3f} |")
     notes = [f"Latency: {summary['latency']}."]
     if summary.get("eval"):
-        notes.append(f"Accuracy on {summary['eval']}.")
+        scored = any(r["metric"] == "accuracy" for r in summary["rows"])  # unlabelled: agreement
+        notes.append(f"{'Accuracy' if scored else 'Agreement with fp32'} on {summary['eval']}.")
     for key, value in summary.items():
         if key not in ("rows", "latency", "eval", "failed"):
             notes.append(f"{key}: {value}")
     notes += [f"FAILED {f['bundle']} ({f['stage']}{', ' + f['library'] if f['library'] else ''})"
               f": {f['error']}; {f['what_to_do']}" for f in summary.get("failed", ())]
+    notes += _warning_lines(summary["rows"])
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def _warning_lines(rows: list[dict]) -> list[str]:
+    """Each bundle's warnings: edgepress's own, and how many other libraries raised while it
+    was built (summary.json and the manifest hold them; --verbose prints them)."""
+    lines = [f"warning, {r['bundle']}: {w}" for r in rows for w in r.get("warnings", ())]
+    counts = [f"{r['bundle']} {len(r['library_warnings'])}" for r in rows
+              if r.get("library_warnings")]
+    if counts:
+        lines.append(f"Other libraries' warnings while building: {', '.join(counts)} (in each "
+                     f"bundle's manifest, library_warnings)")
+    return lines

@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgepress import progress
-from edgepress.compress import export, load
+from edgepress.compress import export, guard, load
 from edgepress.options import Verify
 from edgepress.errors import UserError, first_line
 from edgepress.runtime import artifact, shapes
@@ -38,13 +37,27 @@ def capture(state, cfg: Verify):
 
 def apply(state, cfg: Verify):
     """The stage: writes every bundle's manifest, then verifies the bundle against its golden
-    outputs (what `edgepress verify` does on the device)."""
-    with progress.bar("verifying", len(state.bundles)) as bar:
+    outputs (what `edgepress verify` does on the device). A bundle its engine cannot load or
+    run is removed and recorded (compress/guard.py)."""
+    guard.each(state, "verify", "verifying", lambda bundle: _verify(state, bundle, cfg))
+    return state
+
+
+def _verify(state, bundle, cfg: Verify) -> None:
+    write_manifest(state, bundle, cfg)
+    bundle.verdict = runtime_verify.apply(artifact.open_bundle(bundle.path))
+
+
+def write_manifest(state, bundle, cfg: Verify) -> None:
+    artifact.write_manifest(bundle.path / artifact.MANIFEST, _manifest(state, bundle, cfg))
+
+
+def finish(state, cfg: Verify):
+    """The manifests again when a bundle failed after they were written (in verification or the
+    summary's timing): every manifest lists every failed bundle of the run."""
+    if any(f["stage"] in ("verify", "summary") for f in state.failures):
         for bundle in state.bundles:
-            bar.update(0, note=bundle.name)
-            artifact.write_manifest(bundle.path / artifact.MANIFEST, _manifest(state, bundle, cfg))
-            bundle.verdict = runtime_verify.apply(artifact.open_bundle(bundle.path))
-            bar.update()
+            write_manifest(state, bundle, cfg)
     return state
 
 

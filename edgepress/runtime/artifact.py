@@ -23,7 +23,7 @@ import numpy as np
 from edgepress.errors import UserError
 from edgepress.runtime import schema as _schema
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: failed_bundles at verify/summary, library_warnings
 MANIFEST = "manifest.json"
 GOLDEN = "golden.npz"
 MODEL_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}

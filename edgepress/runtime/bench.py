@@ -140,7 +140,7 @@ def as_declared(session: Session, feeds: dict) -> dict:
         if arr.dtype != dtype and arr.dtype.kind in "iu" and dtype.kind in "iu" \
                 and np.array_equal(arr.astype(dtype), arr):
             arr = arr.astype(dtype)
-        out[name] = np.ascontiguousarray(arr)
+        out[name] = np.asarray(arr, order="C")  # ascontiguousarray would make a 0-d input 1-d
     return out
 
 
@@ -149,7 +149,7 @@ def _source_inputs(session: Session, bundle, input_shapes, inputs_file) -> tuple
         return _read_inputs(Path(inputs_file), session), f"file {inputs_file}"
     if bundle is not None and not input_shapes:
         golden, _ = bundle.golden()
-        return {k: np.ascontiguousarray(v[0]) for k, v in golden.items()}, "golden"
+        return {k: np.asarray(v[0], order="C") for k, v in golden.items()}, "golden"
     names = [s.name for s in session.inputs]
     declared = {s.name: (s.shape, s.dtype) for s in session.inputs}
     specs = shapes.resolve(names, shapes.parse_all(input_shapes), declared,
@@ -178,7 +178,7 @@ def _read_inputs(path: Path, session: Session) -> dict:
         if not _fits(arr.shape, spec.shape):
             raise UserError(f"--inputs {str(path)!r}: array {spec.name!r} has shape "
                             f"{list(arr.shape)}; the model expects {list(spec.shape)}")
-        feeds[spec.name] = np.ascontiguousarray(arr)
+        feeds[spec.name] = np.asarray(arr, order="C")
     return feeds
 
 

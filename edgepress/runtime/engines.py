@@ -204,6 +204,11 @@ _IMPORTS = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert.interpreter"
 _EXTRAS = {"onnx": "edgepress[onnx]", "tflite": "edgepress[tflite]"}
 
 
+def module_of(name: str) -> str:
+    """The module an engine is imported from (which names the library that failed)."""
+    return _IMPORTS[name]
+
+
 def import_engine(name: str) -> None:
     """Imports an engine's library, so a timing or memory baseline taken after it excludes it."""
     importlib.import_module(_IMPORTS[name])

@@ -15,7 +15,18 @@ from edgepress.errors import UserError, first_line
 from edgepress.runtime.artifact import TensorSpec, format_of
 from edgepress.runtime.engines import BACKENDS, OPTIONS, import_engine, pick_backend
 
-__all__ = ["BACKENDS", "OPTIONS", "Session", "import_engine", "pick_backend"]
+__all__ = ["BACKENDS", "OPTIONS", "EngineError", "Session", "import_engine", "pick_backend"]
+
+
+class EngineError(UserError):
+    """An engine refusing to load or run a model file. Given a file, that is the file's fault
+    (exit 2, as any UserError); for a bundle `compress` built itself it is the engine's limit,
+    which compress/guard records for that bundle alone."""
+
+    def __init__(self, path: Path, backend: str, action: str, cause: Exception):
+        done = {"load": "loaded", "run": "run"}[action]
+        super().__init__(f"{str(path)!r} cannot be {done} by {backend}: {first_line(cause, 200)}")
+        self.backend, self.action, self.cause = backend, action, cause  # action: load / run
 
 
 class Session:
@@ -37,8 +48,7 @@ class Session:
         try:
             self._engine = BACKENDS[self.backend](path, threads, self.options)
         except Exception as e:  # engines raise assorted types for corrupt files
-            first = first_line(e, 200)
-            raise UserError(f"{str(path)!r} cannot be loaded by {self.backend}: {first}") from None
+            raise EngineError(path, self.backend, "load", e) from None
         self.version = self._engine.version
         self._quant_in = self._boundary_params(getattr(self._engine, "_in", None), 3)
         self._quant_out = self._boundary_params(getattr(self._engine, "_out", None), 2)
@@ -86,11 +96,10 @@ class Session:
                 outs[name] = (outs[name].astype(np.float32) - zero) * np.float32(scale)
         return outs
 
-    def _engine_failed(self, e: Exception) -> UserError:
+    def _engine_failed(self, e: Exception) -> EngineError:
         # A file that loads can still fail at invoke (LiteRT: "Input tensor 1 lacks data",
         # onnxruntime: a kernel refusing a shape the graph declares): one line naming the file.
-        first = first_line(e, 200)
-        return UserError(f"{str(self.path)!r} cannot be run by {self.backend}: {first}")
+        return EngineError(self.path, self.backend, "run", e)
 
     def _matches(self, feeds: dict) -> bool:
         """The fast path (benchmarks/overhead.py holds it to <= 3% over the bare engine): exactly

@@ -8,6 +8,8 @@ from tiny_models import factory
 
 from edgepress import cli
 from edgepress.compress.quantize import paths
+from edgepress.runtime import bench, engines
+from edgepress.runtime.session import EngineError
 
 
 def _raising(module: str, name: str, message: str):
@@ -89,3 +91,106 @@ def test_bad_input_still_exits_2_before_any_converter_runs(tmp_path, capsys, tfl
     assert _compress(out, "--quantize", "int4") == 2
     assert not out.exists()
     assert capsys.readouterr().err.startswith("edgepress: error:")
+
+
+class _RefusingLiteRT(engines._LiteRT):
+    def __init__(self, path, threads, options):
+        raise ValueError("Didn't find op for builtin opcode 'FROBNICATE' version '3'")
+
+
+class _OrtFailingOn(engines._OnnxRuntime):
+    """onnxruntime that loads every file but cannot run the one of bundle FAILING."""
+
+    FAILING = "onnx-fp16"
+
+    def __init__(self, path, threads, options):
+        super().__init__(path, threads, options)
+        self.refuses = path.parent.name == self.FAILING
+
+    def run(self, feeds):
+        if self.refuses:
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned "
+                               "while running Cast node")
+        return super().run(feeds)
+
+
+def _manifests_list(out, failure):
+    for manifest in out.glob("*/manifest.json"):
+        assert failure in json.loads(manifest.read_text())["failed_bundles"]
+
+
+def test_engine_refusing_an_exported_file_costs_that_bundle(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(engines.BACKENDS, "litert", _RefusingLiteRT)
+    out = tmp_path / "out"
+    assert _compress(out) == 1  # was 2: the engine's refusal read as the user's bad input
+    captured = capsys.readouterr()
+    _no_traceback(captured)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["onnx-fp32"]
+    (failure,) = json.loads((out / "summary.json").read_text())["failed"]
+    assert (failure["bundle"], failure["stage"], failure["library"]) == \
+        ("tflite-fp32", "export", "ai-edge-litert")
+    assert failure["error"] == ("litert cannot load it: ValueError: Didn't find op for builtin "
+                                "opcode 'FROBNICATE' version '3'")
+    assert failure["what_to_do"].startswith("leave tflite out of --format")
+    _manifests_list(out, failure)
+
+
+def test_engine_failing_at_verification_costs_that_bundle(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(engines.BACKENDS, "onnxruntime", _OrtFailingOn)
+    out = tmp_path / "out"
+    assert _compress(out, "--quantize", "fp16") == 1
+    captured = capsys.readouterr()
+    _no_traceback(captured)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == \
+        ["onnx-fp32", "tflite-fp16", "tflite-fp32"]
+    assert "edgepress: onnx-fp16 failed (verify in onnxruntime): onnxruntime cannot run it: " \
+           "RuntimeError: [ONNXRuntimeError]" in captured.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["bundle"] for r in summary["rows"]] == ["onnx-fp32", "tflite-fp32", "tflite-fp16"]
+    (failure,) = summary["failed"]
+    assert failure["what_to_do"] == ("leave fp16 out of --quantize (or onnx out of --format), try "
+                                     "another onnxruntime version, or report this error to "
+                                     "onnxruntime")
+    _manifests_list(out, failure)  # onnx-fp32's was written before onnx-fp16 failed
+
+
+def test_engine_failing_in_the_summary_costs_that_bundle(tmp_path, capsys, monkeypatch):
+    timed = bench.apply
+
+    def bench_apply(path, **kwargs):
+        if path.name == "tflite-fp32":
+            raise EngineError(path / "model.tflite", "litert", "run", RuntimeError("boom"))
+        return timed(path, **kwargs)
+
+    monkeypatch.setattr(bench, "apply", bench_apply)
+    out = tmp_path / "out"
+    assert _compress(out, "--quantize", "fp16") == 1
+    _no_traceback(capsys.readouterr())
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {r["bundle"]: r for r in summary["rows"]}
+    assert sorted(rows) == ["onnx-fp16", "onnx-fp32", "tflite-fp16"]
+    assert rows["tflite-fp16"]["value"] is None  # no fp32 bundle of its format to compare with
+    (failure,) = summary["failed"]
+    assert (failure["bundle"], failure["stage"]) == ("tflite-fp32", "summary")
+    assert not (out / "tflite-fp32").exists()
+    _manifests_list(out, failure)
+
+
+def test_a_failure_in_edgepress_itself_names_edgepress(tmp_path, capsys, monkeypatch):
+    broken = _raising("edgepress.compress.quantize.onnx", "fp16", "a bug of edgepress's own")
+    monkeypatch.setitem(paths.METHODS, ("onnx", "fp16"), [broken])
+    out = tmp_path / "out"
+    assert _compress(out, "--format", "onnx", "--quantize", "fp16") == 1
+    (failure,) = json.loads((out / "summary.json").read_text())["failed"]
+    assert failure["library"] == "edgepress"  # was "unknown"
+    assert "bug in edgepress: please report it" in failure["what_to_do"]
+
+
+def test_the_error_keeps_its_first_line_whole(tmp_path, capsys, monkeypatch):
+    long = "no kernel for op " + "x" * 400
+    fails = _raising("onnxruntime.quantization.quantize", "dynamic", long + "\nsecond line")
+    monkeypatch.setitem(paths.METHODS, ("onnx", "dynamic"), [fails])
+    out = tmp_path / "out"
+    assert _compress(out, "--format", "onnx", "--quantize", "dynamic") == 1
+    (failure,) = json.loads((out / "summary.json").read_text())["failed"]
+    assert failure["error"] == f"RuntimeError: {long}"

@@ -10,15 +10,18 @@ from edgepress.compress import pipeline
 
 
 def _scaled_by_a_scalar(path):
-    """y = x * float(sr) / 16000, with sr a scalar int64 input."""
+    """y = (x @ w) * float(sr) / 16000, with sr a scalar int64 input (w: a layer to quantize)."""
     nodes = [helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
              helper.make_node("Div", ["srf", "rate"], ["k"]),
-             helper.make_node("Mul", ["x", "k"], ["y"])]
+             helper.make_node("MatMul", ["x", "w"], ["xw"]),
+             helper.make_node("Mul", ["xw", "k"], ["y"])]
+    w = np.random.default_rng(1).standard_normal((8, 8)).astype(np.float32)
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
                      helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
-        initializer=[numpy_helper.from_array(np.array(16000.0, np.float32), "rate")])
+        initializer=[numpy_helper.from_array(np.array(16000.0, np.float32), "rate"),
+                     numpy_helper.from_array(w, "w")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
@@ -32,3 +35,12 @@ def test_a_scalar_input_is_exported_and_verified(tmp_path):
                                               summary=False))
     for result in (fp32, dynamic):
         assert result.verdict.passed, (result.bundle.name, result.verdict.failures)
+
+
+def test_a_scalar_input_is_timed_for_the_summary(tmp_path):
+    # np.ascontiguousarray turned the 0-d sample into shape (1,), which the engine refused
+    _scaled_by_a_scalar(tmp_path / "m.onnx")
+    run = pipeline.outcome(pipeline.Request(source=str(tmp_path / "m.onnx"), out=tmp_path / "out",
+                                            formats=("onnx",)))
+    assert run.failures == [] and [r.bundle.name for r in run.results] == ["onnx-fp32"]
+    assert (tmp_path / "out" / "summary.json").is_file()
