@@ -75,7 +75,9 @@ def compress(name: str, work: Path, extra: list[str], tag: str = "",
     if proc.returncode not in (0, 1) or not (out / "onnx-int8").is_dir():
         sys.exit(f"compress failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     if proc.returncode == 1:
-        print(f"note: {name}: a bundle missed its verify thresholds (see {out}/*/manifest.json)")
+        missed = [ln.strip() for ln in proc.stderr.splitlines() if ln.count(": ") >= 2
+                  and " < " in ln and "WARNING" not in ln]  # verify's "bundle: output: x < y"
+        print(f"note: {name}: verify thresholds missed: {'; '.join(missed) or '(see its output)'}")
     return out
 
 
@@ -177,16 +179,9 @@ def float_weight_layers(model: Path) -> list[str]:
         from edgepress.compress.quantize import graph_facts
 
         return graph_facts.record(model)["float_weight_layers"]
-    from ai_edge_quantizer import qtyping
-    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfu
+    from edgepress.compress.quantize import hybrid
 
-    m = tfu.read_model(str(model))
-    ops = {qtyping.BuiltinOperator.FULLY_CONNECTED, qtyping.BuiltinOperator.CONV_2D,
-           qtyping.BuiltinOperator.DEPTHWISE_CONV_2D}
-    g, codes = m.subgraphs[0], [c.builtinCode for c in m.operatorCodes]
-    return [tfu.get_tensor_name(g.tensors[op.outputs[0]]) for op in g.operators
-            if codes[op.opcodeIndex] in ops and len(op.inputs) > 1 and op.inputs[1] >= 0
-            and g.tensors[op.inputs[1]].type == qtyping.TensorType.FLOAT32]
+    return hybrid.float_weight_layers(model)
 
 
 def real_sizes(ok: list[dict]) -> tuple[dict, dict]:

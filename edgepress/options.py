@@ -149,7 +149,8 @@ class Distill:
 class Quantize:
     precisions: tuple = option((), "comma-separated: int8, dynamic, weight-int8, fp16",
                                "--quantize", name="quantize", metavar="PRECISIONS")
-    calib_method: str = option("minmax", "ONNX int8: minmax, entropy, percentile",
+    calib_method: str = option("auto", "ONNX int8: auto (minmax and percentile measured, "
+                               "one kept), minmax, entropy, percentile",
                                "--calib-method")
     max_drop: float | None = option(None, "keep sensitive layers in float until accuracy (or "
                                     "top-1 agreement) drops at most this many points",

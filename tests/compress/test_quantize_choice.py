@@ -72,15 +72,23 @@ def test_the_path_kept_is_the_one_measured_best(model, kept, tmp_path):
                      "--quant-target", "x86-vnni")
     q = m["stages"]["quantize"]
     rows = {r["path"]: r for r in q["choice"]["candidates"]}
-    assert set(rows) == {"onnx-static-all-ops", "onnx-static-weight-ops"}
-    assert q["path"] == kept == q["choice"]["kept"]
+    families = ("onnx-static-all-ops", "onnx-static-weight-ops")
+    # each recipe x the cheap calibrators (auto) x per-channel / per-tensor weights
+    assert set(rows) == {f + v for f in families
+                         for v in ("", "-per-tensor", "-percentile", "-percentile-per-tensor")}
+    assert q["path"] == q["choice"]["kept"] and rows[q["path"]]["family"] == kept
+    family = [r for r in rows.values() if r["family"] == kept]
+    assert rows[q["path"]]["snr_db"] == max(r["snr_db"] for r in family if r["eligible"])
+    assert q["calib_method"] in ("minmax", "percentile") and isinstance(q["per_channel"], bool)
     for r in rows.values():  # every candidate's fidelity and p50 recorded
         assert r["p50_ms"] > 0 and r["timed_calls"] >= 2 * choose.ROUNDS
         assert r["samples"] == 3 and np.isfinite(r["snr_db"]) and r["size_bytes"] > 0
     assert "by fidelity only: --quant-target x86-vnni" in q["choice"]["by"]
     if model == "masked":
-        assert rows["onnx-static-all-ops"]["snr_db"] < rows[kept]["snr_db"] - choose.MARGIN_DB
-        assert not rows["onnx-static-all-ops"]["eligible"]
+        for r in rows.values():
+            if r["family"] == "onnx-static-all-ops":
+                assert r["snr_db"] < rows[q["path"]]["snr_db"] - choose.MARGIN_DB
+                assert not r["eligible"]
 
 
 def _rows(*specs):
@@ -103,6 +111,14 @@ def test_host_keeps_a_faster_eligible_path_only_when_its_interval_is_below_one()
     assert kept == "a" and "by fidelity only: --quant-target arm" in why
 
 
+def test_a_family_keeps_its_best_member_and_families_keep_their_order():
+    rows = _rows(("a", 29.0, 1e-3), ("a-percentile", 30.5, 1e-3), ("b", 31.0, 1e-3))
+    for r, family in zip(rows, ("a", "a", "b")):
+        r["family"] = family
+    kept, why = choose.decide(rows, "arm")
+    assert kept == "a-percentile" and "its family best by SNR" in why
+
+
 def test_a_failing_candidate_is_recorded_and_skipped(tmp_path, monkeypatch):
     from edgepress.compress.quantize import onnx as onnx_paths
     from edgepress.compress.quantize import paths
@@ -118,11 +134,49 @@ def test_a_failing_candidate_is_recorded_and_skipped(tmp_path, monkeypatch):
     monkeypatch.setitem(paths.METHODS, ("onnx", "int8"),
                         [broken, unloadable, onnx_paths.static_int8_weight_ops])
     calib = _npz(tmp_path / "c.npz", "x", (1, 3, 16, 16))
-    m, _ = _compress(tmp_path, factory("cnn"), "1,3,16,16", "x", calib)
+    m, _ = _compress(tmp_path, factory("cnn"), "1,3,16,16", "x", calib, "--calib-method",
+                     "minmax")
     rows = {r["path"]: r for r in m["stages"]["quantize"]["choice"]["candidates"]}
     assert "the library gave up" in rows["onnx-static-all-ops"]["error"]
     assert rows["unloadable"]["error"].startswith("does not run")
-    assert m["stages"]["quantize"]["path"] == "onnx-static-weight-ops"
+    assert rows["unloadable-per-tensor"]["error"].startswith("does not run")
+    assert rows[m["stages"]["quantize"]["path"]]["family"] == "onnx-static-weight-ops"
+
+
+def _spiky(path: Path, width: int = 4096) -> Path:
+    """x @ W -> Relu -> @ W2, reshaped to (1, 2, 4) (not score-shaped: judged by SNR)."""
+    rng = np.random.default_rng(1)
+    graph = h.make_graph(
+        [h.make_node("MatMul", ["x", "W"], ["y0"]), h.make_node("Relu", ["y0"], ["y"]),
+         h.make_node("MatMul", ["y", "W2"], ["z"]), h.make_node("Reshape", ["z", "s"], ["out"])],
+        "spiky", [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+        [h.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 4])],
+        [nh.from_array(rng.standard_normal((width, 16)).astype(np.float32) / 64, "W"),
+         nh.from_array(rng.standard_normal((16, 8)).astype(np.float32), "W2"),
+         nh.from_array(np.array([1, 2, 4], np.int64), "s")])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_calibrator_that_clips_a_rare_spike_is_chosen(tmp_path):
+    """Calibration data with one spiked value (1e3 among 131k standard normal ones, a sensor
+    glitch): MinMax stretches the input's grid to it, so typical inputs round to a few steps;
+    Percentile (99.999) clips it. Held-out data has no spike: the percentile member wins."""
+    rng = np.random.default_rng(0)
+    calib = rng.standard_normal((32, 1, 4096)).astype(np.float32)
+    calib[3, 0, 7] = 1e3
+    np.savez(tmp_path / "c.npz", x=calib)
+    np.savez(tmp_path / "e.npz", x=rng.standard_normal((8, 1, 4096)).astype(np.float32))
+    m, _ = _compress(tmp_path, str(_spiky(tmp_path / "spiky.onnx")), "1,4096", "x",
+                     str(tmp_path / "c.npz"), "--eval", str(tmp_path / "e.npz"),
+                     "--quant-target", "x86-vnni")
+    q = m["stages"]["quantize"]
+    rows = {r["path"]: r for r in q["choice"]["candidates"]}
+    assert q["calib_method"] == "percentile" and "percentile" in q["path"]
+    assert rows[q["path"]]["snr_db"] > rows["onnx-static-all-ops"]["snr_db"] + 10
+    assert not rows["onnx-static-all-ops"]["eligible"]
 
 
 # ---- item 4: held-out data never calibrates --------------------------------------------------

@@ -3,7 +3,9 @@
 Every candidate that applies to the model is built and measured on the selection split (held-out
 samples, never calibration ones, never the ones the reported fidelity comes from): its output SNR
 against fp32. The candidates within MARGIN_DB of the best are eligible; the first eligible one in
-the list order (the paths.py lists put the most quantized first) is preferred. For
+the list order (the paths.py lists put the most quantized first) is preferred, except that among
+the members of one family (ONNX int8: one recipe with other calibrators or weight granularity,
+one graph with other scales) the best SNR is. For
 `--quant-target host` a faster eligible candidate replaces it when the 95% interval of their p50
 ratio lies wholly below 1 (latencies timed here, interleaved in rounds, so load drift hits every
 candidate alike); a tie keeps the preferred one. For any other target the choice is by fidelity
@@ -91,7 +93,8 @@ def _build_one(job: Job, cfg: QuantizeConfig, method, into: tuple) -> None:
         rows.append({"path": name, "error": f"does not run: {first_line(e, 200)}"})
         return
     built[name] = q
-    rows.append({"path": name, "method": q.figures.get("method"),
+    rows.append({"path": name, "family": getattr(method, "family", name),
+                 "method": q.figures.get("method"),
                  "size_bytes": q.path.stat().st_size, **_fidelity(fid)})
 
 
@@ -164,9 +167,10 @@ def decide(rows: list, target: str) -> tuple[str, str]:
     for r in ok:
         r["eligible"] = bool(r["snr_db"] >= best - MARGIN_DB)
     eligible = [r for r in ok if r["eligible"]]
-    kept = eligible[0]
+    kept = _preferred(eligible)
     why = (f"selection-split SNR within {MARGIN_DB:g} dB of the best ({best:.2f} dB): "
-           f"{', '.join(r['path'] for r in eligible)}; preferred: {kept['path']} (first in order)")
+           f"{', '.join(r['path'] for r in eligible)}; preferred: {kept['path']} (first in order"
+           f"{'' if kept is eligible[0] else ', its family best by SNR'})")
     if target == "host":
         kept, why = _faster(kept, eligible, why)
     else:
@@ -174,6 +178,14 @@ def decide(rows: list, target: str) -> tuple[str, str]:
     for r in rows:
         r.pop("_times", None)
     return kept["path"], why
+
+
+def _preferred(eligible: list) -> dict:
+    """The first eligible row, or the best-SNR row of its family: members of a family build the
+    same graph (same speed), so their order says nothing and their fidelity decides."""
+    family = eligible[0].get("family", eligible[0]["path"])
+    members = [r for r in eligible if r.get("family", r["path"]) == family]
+    return max(members, key=lambda r: r["snr_db"])  # max keeps the first of equals
 
 
 def _faster(kept: dict, eligible: list, why: str) -> tuple[dict, str]:

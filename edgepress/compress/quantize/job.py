@@ -10,7 +10,9 @@ from edgepress.options import Quantize
 
 PRECISIONS = ("int8", "dynamic", "weight-int8", "fp16")
 CALIBRATED = ("int8",)  # the precisions whose methods read --calib; the others use no data
-CALIB_METHODS = ("minmax", "entropy", "percentile")
+CALIB_METHODS = ("auto", "minmax", "entropy", "percentile")
+# "auto": the calibrators measured as ONNX int8 candidates (onnx.CALIBRATORS_AUTO); a named one
+# is the only one tried
 TARGETS = ("host", "x86-vnni", "x86", "arm")
 CALIB_CAP = 1024  # calibration samples used at most; ranges settle long before this
 
@@ -23,6 +25,7 @@ class QuantizeConfig:
     exclude: tuple = ()  # layers kept in float: ONNX node names / torch module names
     only: tuple = ()  # quantize just these layers (per-layer sensitivity); () = all
     activations: str = "auto"  # ONNX int8 activation type: auto (by target), uint8, int8
+    per_channel: bool = True  # ONNX int8 weights: per output channel, else per tensor
     speed_check: bool = True  # time int8 against fp32 here and act when int8 is slower
     path: str = ""  # the candidate path to run (its `key`); "" = choose by measurement
 

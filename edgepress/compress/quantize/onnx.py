@@ -1,8 +1,9 @@
 """ONNX quantization paths: onnxruntime.quantization on the exported, normalised model.
 
-- int8: quantize_static, QDQ format, per-channel s8 weights; activations u8 on x86 (ORT's u8s8
-  kernels are its fast path: s8s8 measured 1.25-2x slower with VNNI), s8 on Arm. --calib-method
-  picks ORT's calibrator.
+- int8: quantize_static, QDQ format, s8 weights; activations u8 on x86 (ORT's u8s8
+  kernels are its fast path: s8s8 measured 1.25-2x slower with VNNI), s8 on Arm. Each recipe
+  below is a family of candidates (`variants`): calibrator (--calib-method auto: MinMax and
+  Percentile; Entropy only when named) x per-channel or per-tensor weights.
 - int8, weight ops only: quantize_static on Conv/MatMul/Gemm, embedding tables weight-only.
 - int8 for transformers (the graph has Softmax / LayerNorm / an embedding lookup on an integer
   input): quantize_static on MatMul/Gemm only, outputs float, embedding tables weight-only.
@@ -133,6 +134,32 @@ static_int8_transformer.key = "onnx-static-transformer"
 static_int8_transformer.applies = lambda job: bool(graph_facts.attention(job.fp32_path))
 
 
+# Entropy is left out of auto: with onnxruntime's defaults (128 histogram bins, 128 quantized
+# bins) its threshold search has about one candidate, min/max's range; measured (findings):
+# identical SNR to MinMax on crepe tiny, below Percentile on magika, at Percentile's cost.
+CALIBRATORS_AUTO = ("minmax", "percentile")
+
+
+def variants(recipes: list, cfg: QuantizeConfig) -> list:
+    """Each recipe once per calibrator (--calib-method; auto: CALIBRATORS_AUTO) and per weight
+    granularity (per-channel, per-tensor), in that order of preference: one family per recipe,
+    whose members build the same graph with other scales (choose.py keeps a family's best)."""
+    calibs = CALIBRATORS_AUTO if cfg.calib_method == "auto" else (cfg.calib_method,)
+    return [_variant(r, c, pc) for r in recipes for c in calibs for pc in (True, False)]
+
+
+def _variant(recipe, calib: str, per_channel: bool):
+    def run(job: Job, cfg: QuantizeConfig) -> Quantized:
+        return recipe(job, replace(cfg, calib_method=calib, per_channel=per_channel))
+
+    run.key = recipe.key + ("" if calib == "minmax" else f"-{calib}") + \
+        ("" if per_channel else "-per-tensor")  # the default variant keeps the recipe's key
+    run.family, run.__doc__ = recipe.key, recipe.__doc__
+    if hasattr(recipe, "applies"):
+        run.applies = recipe.applies
+    return run
+
+
 def _with_tables(job: Job, cfg: QuantizeConfig, figures: dict, extra=None) -> Quantized:
     """quantize_static on WEIGHT_OPS (one range cache for every such candidate: the ranges do
     not depend on which outputs are then quantized), then the embedding tables weight-only."""
@@ -186,9 +213,10 @@ def _static(job: Job, cfg: QuantizeConfig, figures: dict, op_types=None, tag="al
                  "why": f"{cfg.activations} activations: the {types['activations']} choice ran "
                         f"slower than fp32 on this host (see speed)"}
     qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    calib = CALIBRATORS_AUTO[0] if cfg.calib_method == "auto" else cfg.calib_method
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[cfg.calib_method]
-    cache = work / f"ranges-{tag}-{cfg.calib_method}.json"
+              "percentile": CalibrationMethod.Percentile}[calib]
+    cache = work / f"ranges-{tag}-{calib}.json"  # weights' granularity does not change them
     reader = None if cache.exists() else _Reader(job.calib)
     from edgepress.compress import export
 
@@ -198,7 +226,7 @@ def _static(job: Job, cfg: QuantizeConfig, figures: dict, op_types=None, tag="al
         if reader:
             reader.bar = bar
         quantize_static(
-            str(src), str(job.out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+            str(src), str(job.out_path), reader, quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
             activation_type=qtype[types["activations"]], weight_type=qtype[types["weights"]],
             reduce_range=types["reduce_range"], calibrate_method=method,
             op_types_to_quantize=op_types,
@@ -206,7 +234,9 @@ def _static(job: Job, cfg: QuantizeConfig, figures: dict, op_types=None, tag="al
             calibration_cache_path=str(cache),
             extra_options={**(extra or {}),
                            **({"CalibStridedMinMax": reader.chunk} if reader else {})})
-    figures = {**figures, "library": "onnxruntime", "calib_method": cfg.calib_method,
+    granularity = "per-channel" if cfg.per_channel else "per-tensor"
+    figures = {**figures, "method": figures["method"].replace("per-channel", granularity),
+               "library": "onnxruntime", "calib_method": calib, "per_channel": cfg.per_channel,
                "calib_samples": _calib_count(job), "types": types, "normalisation": notes}
     return Quantized(job.out_path, figures)
 

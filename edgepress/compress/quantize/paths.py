@@ -87,6 +87,8 @@ def candidates(job: Job, cfg: QuantizeConfig) -> list:
     if cfg.precision == "int8" and job.calib is None:
         raise UserError("--quantize int8 needs calibration data: --calib DATA (an .npz, an image "
                         "folder or module:function; `--calib random` only to smoke-test)")
+    if (job.fmt, cfg.precision) == ("onnx", "int8"):
+        return onnx.variants(paths, cfg)
     if job.fmt == "tflite" and cfg.precision == "int8" and job.loaded.model is None:
         raise UserError("tflite int8 quantizes the torch model; an ONNX source has none")
     return paths

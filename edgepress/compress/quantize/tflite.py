@@ -1,7 +1,8 @@
 """TFLite quantization paths.
 
 - int8: PT2E quantization in torch (litert-torch's PT2EQuantizer, per-channel weights,
-  histogram-calibrated activations) converted by litert-torch into a fully-int8 model: one
+  histogram-calibrated activations) converted by litert-torch into an int8 model (the
+  FULLY_CONNECTED ops it leaves float, an LSTM cell's, get hybrid weights: hybrid.py): one
   candidate beside AI Edge Quantizer's calibrated recipes (aeq_static.py); choose.py measures
   them on the model and keeps one (which wins depends on the model and the host).
 - dynamic / weight-int8 / fp16: AI Edge Quantizer recipes on the fp32 .tflite (dynamic measured
@@ -12,7 +13,7 @@
 from __future__ import annotations
 
 from edgepress import progress
-from edgepress.compress.quantize import bias_correction
+from edgepress.compress.quantize import bias_correction, hybrid
 from edgepress.compress.quantize.job import CALIB_CAP, Job, QuantizeConfig, Quantized
 from edgepress.errors import UserError
 
@@ -47,6 +48,7 @@ def _pt2e(job: Job, cfg: QuantizeConfig, model) -> Quantized:
         litert_torch.convert(converted, (), sample_kwargs=kwargs,
                              quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)
                              ).export(str(job.out_path))
+    corrections["hybrid_fc"] = hybrid.apply(job, job.out_path)  # the LSTM's FCs PT2E left float
     return Quantized(job.out_path, {
         "method": "full-integer int8 (per-channel int8 weights, int8 activations and I/O)",
         "library": "litert-torch PT2EQuantizer + litert-torch conversion",
