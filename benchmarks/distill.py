@@ -7,7 +7,8 @@ int8 TFLite bundles. Accuracies are on the 450-image test split, measured throug
 runtime for the artifacts.
 
 2. On real speech without labels (distill_crepe.py says the data and the pruning): crepe full
-teaches crepe tiny pruned 50%, stem included. Pitch agreement with crepe full (within 50 cents,
+teaches crepe tiny pruned to half its
+MACs by the plan edgepress chooses (auto:macs=0.5), stem included. Pitch agreement with crepe full (within 50 cents,
 voiced held-out frames) for tiny as shipped, pruned without training, pruned + fine-tuned on the
 teacher's hard labels, pruned + KD, and pruned + KD + int8 (ONNX, TFLite); crepe_p50_ratio =
 pruned + KD over tiny, both fp32 ONNX, 1 thread, timed in alternating blocks.
@@ -94,7 +95,7 @@ def digits(epochs: int) -> str:
     return (" ".join(f"{k}={v:.2f}" for k, v in pct.items()) + f" size_ratio={size_ratio:.3f}")
 
 
-CREPE_ROWS = (("tiny", "tiny as shipped"), ("pruned", "pruned 50%, no training"),
+CREPE_ROWS = (("tiny", "tiny as shipped"), ("pruned", "pruned (auto:macs=0.5), no training"),
               ("pruned_ft", "pruned + fine-tuned (teacher's hard labels)"),
               ("pruned_kd", "pruned + KD"), ("int8_onnx", "pruned + KD, int8 ONNX"),
               ("int8_tflite", "pruned + KD, int8 TFLite"))
@@ -104,7 +105,7 @@ def crepe(epochs: int, scale_epochs: int, seconds: float) -> str:
     """The crepe comparison and the throughput figures, printed; their part of the last line."""
     with tempfile.TemporaryDirectory(prefix="edgepress-crepe-kd-") as tmp:
         r = distill_crepe.run(Path(tmp), epochs, seconds)
-        scale = distill_crepe.scaling(Path(tmp), r["paths"]["train"], scale_epochs)
+        scale = distill_crepe.scaling(Path(tmp), r["paths"], scale_epochs)
     sz, kd, ft = r["sizes"], r["kd"], r["ft"]
     print(f"\ncrepe: train {sz['train']} frames (call 0-{distill_crepe.TRAIN_S} s: "
           f"{sz['spoken']} every 10 ms, {sz['train'] - sz['spoken']} augmented), val {sz['val']} "
@@ -115,6 +116,11 @@ def crepe(epochs: int, scale_epochs: int, seconds: float) -> str:
           f"KD {kd['best_epoch'] + 1} ({100 * kd['best_metric']:.2f}%), "
           f"FT {ft['best_epoch'] + 1} ({100 * ft['best_metric']:.2f}%); "
           f"pruned MACs ratio {r['macs']['ratio']}")
+    plans = r["plans"]
+    same = "the same in all three runs" if len({json.dumps(p, sort_keys=True)
+                                                for p in plans.values()}) == 1 else "DIFFERENT"
+    print(f"student: --prune {distill_crepe.PRUNE['prune']} chose {plans['kd']} ({same}: "
+          f"{plans if same == 'DIFFERENT' else 'pruned, FT, KD'})")
     print("\n| crepe artifact | within 50 cents of full % | median error cents | size KiB |\n"
           "| --- | --- | --- | --- |")
     for key, name in CREPE_ROWS:
