@@ -45,6 +45,11 @@ TRAIN_S, TRAIN_HOP, VAL_HOP, EVAL_HOP, RATE = 20, 160, 160, 640, 16_000
 AUGMENTED = 4000  # the teacher labels them: crepe full costs ~1.3 GMAC a frame
 PRUNE = {"prune": "auto:macs=0.5", "prune_importance": "l2", "prune_skip_defaults": False,
          "prune_skip": ("conv6", "classifier")}
+# torchrun's throughput runs (samples/s only) keep the uniform cut: through the CLI, auto:macs=0.5
+# on these frames failed (2026-12-02: "reach only 0.71 x the MACs" with --prune-skip conv6,classifier,
+# "no longer runs" with the two given apart), where pipeline.Request's same plan runs; not yet
+# understood, so the scaling figure is of the uniform student's loop
+SCALING_PRUNE = "channels:0.5"
 METRIC = "benchmarks.tasks:pitch_agreement"
 # The KD budget (fine-tuning gets the same): epochs over the train frames, AdamW, cosine decay.
 EPOCHS = 6
@@ -136,7 +141,7 @@ def plan(bundle: Path) -> dict:
 
 def scaling(work: Path, paths: dict, epochs: int) -> dict:
     """Distillation samples/s under torchrun with 1 and 2 CPU processes (gloo, 1 thread each),
-    the same student and loop as the KD run; tiny (unpruned) teaches here, as the loop reads the
+    the KD run's loop on the uniform SCALING_PRUNE student; tiny (unpruned) teaches here, as the loop reads the
     teacher's cached outputs and its cost does not enter the figure."""
     out = {}
     for n in (1, 2):
@@ -144,10 +149,9 @@ def scaling(work: Path, paths: dict, epochs: int) -> dict:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                str(n), "-m", "edgepress.cli", "distill", TRAINABLE,
                "--teacher", TINY, "--input-shape", "1,1024", "--train", str(paths["train"]),
-               "--calib", str(paths["calib"]),  # auto's sensitivity scan, as in the KD run
                "--distill-epochs", str(epochs), "--train-device", "cpu", "--format", "onnx",
                "--golden-samples", "2", "--out", str(dest), "--overwrite",
-               "--prune", PRUNE["prune"], "--prune-importance", PRUNE["prune_importance"],
+               "--prune", SCALING_PRUNE, "--prune-importance", PRUNE["prune_importance"],
                "--prune-skip-defaults", "no",
                "--prune-skip", ",".join(PRUNE["prune_skip"])]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
