@@ -7,7 +7,8 @@ int8 TFLite bundles. Accuracies are on the 450-image test split, measured throug
 runtime for the artifacts.
 
 2. On real speech without labels (distill_crepe.py says the data and the pruning): crepe full
-teaches crepe tiny pruned 50%, stem included. Pitch agreement with crepe full (within 50 cents,
+teaches crepe tiny pruned to half its
+MACs by the plan edgepress chooses (auto:macs=0.5), stem included. Pitch agreement with crepe full (within 50 cents,
 voiced held-out frames) for tiny as shipped, pruned without training, pruned + fine-tuned on the
 teacher's hard labels, pruned + KD, and pruned + KD + int8 (ONNX, TFLite); crepe_p50_ratio =
 pruned + KD over tiny, both fp32 ONNX, 1 thread, timed in alternating blocks.
@@ -94,7 +95,7 @@ def digits(epochs: int) -> str:
     return (" ".join(f"{k}={v:.2f}" for k, v in pct.items()) + f" size_ratio={size_ratio:.3f}")
 
 
-CREPE_ROWS = (("tiny", "tiny as shipped"), ("pruned", "pruned 50%, no training"),
+CREPE_ROWS = (("tiny", "tiny as shipped"), ("pruned", "pruned (auto:macs=0.5), no training"),
               ("pruned_ft", "pruned + fine-tuned (teacher's hard labels)"),
               ("pruned_kd", "pruned + KD"), ("int8_onnx", "pruned + KD, int8 ONNX"),
               ("int8_tflite", "pruned + KD, int8 TFLite"))
@@ -104,7 +105,21 @@ def crepe(epochs: int, scale_epochs: int, seconds: float) -> str:
     """The crepe comparison and the throughput figures, printed; their part of the last line."""
     with tempfile.TemporaryDirectory(prefix="edgepress-crepe-kd-") as tmp:
         r = distill_crepe.run(Path(tmp), epochs, seconds)
-        scale = distill_crepe.scaling(Path(tmp), r["paths"]["train"], scale_epochs)
+        table(r, epochs)  # before the throughput runs: their failure does not lose these figures
+        scale = distill_crepe.scaling(Path(tmp), r["paths"], scale_epochs)
+    sps = r["kd"]["trained_on"]["samples_per_s"]
+    print(f"distillation samples/s: cpu {sps:g} (KD run, {torch.get_num_threads()} threads); "
+          f"{cuda_note()}")
+    one, two = scale[1]["samples_per_s"], scale[2]["samples_per_s"]
+    print(f"torchrun on CPU (gloo, 1 thread per process, {scale_epochs} epochs, student "
+          f"{distill_crepe.SCALING_PRUNE}): 1 process {one:g} samples/s, 2 processes {two:g} "
+          f"samples/s, scaling {two / one:.2f}x")
+    return (" ".join(f"crepe_{k}={r['rows'][k]['pct']:.2f}" for k, _ in CREPE_ROWS)
+            + f" crepe_p50_ratio={r['p50_ratio']:.3f} samples_per_s_cpu={sps:.0f}")
+
+
+def table(r: dict, epochs: int) -> None:
+    """The crepe comparison: data, budget, the plan, every row and the p50 ratio."""
     sz, kd, ft = r["sizes"], r["kd"], r["ft"]
     print(f"\ncrepe: train {sz['train']} frames (call 0-{distill_crepe.TRAIN_S} s: "
           f"{sz['spoken']} every 10 ms, {sz['train'] - sz['spoken']} augmented), val {sz['val']} "
@@ -115,6 +130,10 @@ def crepe(epochs: int, scale_epochs: int, seconds: float) -> str:
           f"KD {kd['best_epoch'] + 1} ({100 * kd['best_metric']:.2f}%), "
           f"FT {ft['best_epoch'] + 1} ({100 * ft['best_metric']:.2f}%); "
           f"pruned MACs ratio {r['macs']['ratio']}")
+    plans = r["plans"]
+    same = len({json.dumps(p, sort_keys=True) for p in plans.values()}) == 1
+    print(f"student: --prune {distill_crepe.PRUNE['prune']} chose {plans['kd']} "
+          + ("(the same for pruned, FT and KD)" if same else f"(DIFFERENT: {plans})"))
     print("\n| crepe artifact | within 50 cents of full % | median error cents | size KiB |\n"
           "| --- | --- | --- | --- |")
     for key, name in CREPE_ROWS:
@@ -123,15 +142,8 @@ def crepe(epochs: int, scale_epochs: int, seconds: float) -> str:
               f"{row['size'] / 1024:.1f} |")
     (t_ms, k_ms), (lo, hi) = r["p50_ms"], r["ci"]
     print(f"\np50 fp32 ONNX, 1 thread: tiny {t_ms:.3f} ms, pruned + KD {k_ms:.3f} ms, ratio "
-          f"{r['p50_ratio']:.3f} (95% CI {lo:.3f}-{hi:.3f}, {r['calls']} calls each, alternating)")
-    sps = kd["trained_on"]["samples_per_s"]
-    print(f"distillation samples/s: cpu {sps:g} (KD run, {torch.get_num_threads()} threads); "
-          f"{cuda_note()}")
-    one, two = scale[1]["samples_per_s"], scale[2]["samples_per_s"]
-    print(f"torchrun on CPU (gloo, 1 thread per process, {scale_epochs} epochs): 1 process "
-          f"{one:g} samples/s, 2 processes {two:g} samples/s, scaling {two / one:.2f}x")
-    return (" ".join(f"crepe_{k}={r['rows'][k]['pct']:.2f}" for k, _ in CREPE_ROWS)
-            + f" crepe_p50_ratio={r['p50_ratio']:.3f} samples_per_s_cpu={sps:.0f}")
+          f"{r['p50_ratio']:.3f} (95% CI {lo:.3f}-{hi:.3f}, {r['calls']} calls each, alternating)",
+          flush=True)
 
 
 def cuda_note() -> str:

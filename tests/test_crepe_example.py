@@ -62,3 +62,17 @@ def test_data_written_by_an_earlier_splits_version_is_rewritten(monkeypatch, tmp
     (tmp_path / "VERSION").write_text("1\n")  # files from before augmentation: rewritten
     splits.prepare(tmp_path)
     assert written == [tmp_path, tmp_path]
+
+
+def test_the_demo_prunes_as_the_distill_benchmark_and_picks_int8_for_the_host():
+    from benchmarks import distill_crepe
+    from edgepress.compress import recipe
+
+    pruned = recipe.load(CREPE / "prune-distill-int8.toml")
+    bench = distill_crepe.PRUNE
+    assert pruned["prune"]["method"] == bench["prune"] == "auto:macs=0.5"
+    assert pruned["prune"]["importance"] == bench["prune_importance"]
+    assert pruned["prune"]["skip_defaults"] is bench["prune_skip_defaults"] is False  # the stem
+    assert tuple(pruned["prune"]["skip"]) == bench["prune_skip"]
+    for name in ("int8.toml", "prune-distill-int8.toml"):
+        assert recipe.load(CREPE / name)["quantize"]["target"] == "host"

