@@ -91,8 +91,13 @@ def _by_values(scores: np.ndarray) -> tuple[bool, str]:
     norms = np.linalg.norm(scores, axis=-1)
     k = scores.shape[-1]
     if lo >= 0 and hi <= 1:
-        kind = "softmax" if np.allclose(sums, 1, atol=1e-3) else "sigmoid"
-        return True, f"{k} values in [{lo:.3g}, {hi:.3g}] per sample: {kind} probabilities"
+        if np.allclose(sums, 1, atol=1e-3):
+            return True, f"{k} values in [{lo:.3g}, {hi:.3g}] per sample: softmax probabilities"
+        # Independent per-label probabilities (multi-label heads, crepe's 360 pitch-bin
+        # posteriors) name no single class: int8 moves their argmax between neighbouring bins
+        # while the task metric (pitch within 50 cents) holds, so SNR and cosine judge them.
+        return False, (f"{k} values in [{lo:.3g}, {hi:.3g}] per sample: sigmoid probabilities "
+                       f"(per label, no single class)")
     if np.allclose(norms, 1, atol=1e-3):
         return False, (f"{k} values of L2 norm {norms.min():.4f}..{norms.max():.4f} per sample: "
                        f"a normalized embedding")

@@ -129,7 +129,7 @@ def test_the_rule_reads_shape_labels_and_values():
     unit = logits / np.linalg.norm(logits, axis=-1, keepdims=True)
     cases = {"hidden states": (rng.normal(size=(8, 1, 16, 384)), {}, False, "[1, 16, 384]"),
              "logits": (logits, {}, True, "[-"), "softmax": (probs, {}, True, "softmax"),
-             "sigmoid": (1 / (1 + np.exp(-logits)), {}, True, "sigmoid"),
+             "sigmoid": (1 / (1 + np.exp(-logits)), {}, False, "no single class"),
              "normalized": (unit, {}, False, "L2 norm 1.0000"),
              "labelled": (unit, {"fidelity": {"accuracy": {"labelled": 50, "fp32": 0.9}}},
                           True, "50 --eval labels")}
