@@ -60,6 +60,16 @@ def int8_types(target: str) -> dict:
             "why": "Arm: onnxruntime's s8s8 kernels (SDOT/SMMLA) are its recommended path"}
 
 
+def float_source(job: Job, cfg: QuantizeConfig) -> Path:
+    """The float file quantize_static took for `job` (normalised; on x86 with its narrow
+    convolutions aligned): its node names are the QDQ file's (onnx_bias.py compares the two)."""
+    work = work_dir(job)
+    src, _ = normalise.normalise_onnx(job.fp32_path, work)
+    if int8_types(cfg.target)["isa"].startswith("x86"):
+        src, _ = _aligned(src, work)
+    return src
+
+
 class _Reader:
     """onnxruntime's CalibrationDataReader over a streamed Dataset, read in consecutive chunks.
 

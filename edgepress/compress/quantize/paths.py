@@ -6,7 +6,8 @@ in order, each named. `run` is one quantization: the kept candidate, then the pa
 from __future__ import annotations
 
 from edgepress.compress import compact
-from edgepress.compress.quantize import aeq_static, choose, layers, onnx, speed, tflite
+from edgepress.compress.quantize import aeq_static, choose, layers, onnx, onnx_bias, speed, \
+    tflite
 from edgepress.compress.quantize.job import CALIB_METHODS, PRECISIONS, TARGETS, Job, \
     QuantizeConfig, Quantized
 from edgepress.errors import UserError, one_of
@@ -42,8 +43,9 @@ def _compact(job: Job, cfg: QuantizeConfig, result: Quantized, method) -> Quanti
 
 
 # After the method, in this order: each takes (job, cfg, result, method) and returns the result.
-PASSES = (("speed_guard", speed.guard), ("record_exclusions", _excluded), ("compact", _compact),
-          ("record_layers", _layers))
+# bias_correction after the speed guard: it corrects the file the guard kept (ONNX int8 only).
+PASSES = (("speed_guard", speed.guard), ("bias_correction", onnx_bias.pass_),
+          ("record_exclusions", _excluded), ("compact", _compact), ("record_layers", _layers))
 
 
 def run(job: Job, cfg: QuantizeConfig) -> Quantized:
