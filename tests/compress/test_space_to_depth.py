@@ -76,3 +76,23 @@ def test_tflite_int8_measures_the_folded_candidate(tmp_path):
     if q["path"] == "pt2e-folded-stem":
         assert q["rewritten"] == ["conv1: 1 input channel(s), stride 4 -> 4 channels, "
                                   "stride 1 (space-to-depth)"]
+
+
+def test_onnx_int8_measures_the_folded_candidate(tmp_path):
+    """The folded model is exported again and quantized by the same recipe: the same function,
+    so its held-out SNR matches the unfolded candidate's with the same calibrator."""
+    (tmp_path / "stem.py").write_text(STEM)
+    out = tmp_path / "out"
+    assert cli.main(["compress", f"{tmp_path / 'stem.py'}:make", "--input-shape", "1,192",
+                     "--format", "onnx", "--quantize", "int8", "--calib", "random",
+                     "--out", str(out)]) in (0, 1)
+    text = (out / "onnx-int8" / "manifest.json").read_text()
+    assert "_float_source" not in text  # onnx_bias's private key stays out of the manifest
+    q = json.loads(text)["stages"]["quantize"]
+    rows = {r["path"]: r for r in q["choice"]["candidates"]}
+    assert "p50_ms" in rows["onnx-static-folded-stem"]
+    assert abs(rows["onnx-static-folded-stem"]["snr_db"]
+               - rows["onnx-static-all-ops"]["snr_db"]) < 1.0
+    if q["path"].startswith("onnx-static-folded-stem"):
+        assert q["rewritten"] == ["conv1: 1 input channel(s), stride 4 -> 4 channels, "
+                                  "stride 1 (space-to-depth)"]

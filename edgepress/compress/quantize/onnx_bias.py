@@ -31,6 +31,7 @@ LAYER_OPS = {"Conv": 1, "Gemm": -1}  # op -> its output's channel axis (Gemm: (M
 
 def pass_(job, cfg, result, method):
     """The pass (paths.PASSES): ONNX static int8 whole-model results with held-out data."""
+    source = result.figures.pop("_float_source", None)  # the float file _static quantized
     if (job.fmt, cfg.precision) != ("onnx", "int8") or cfg.only:
         return result
     from edgepress.compress.quantize import onnx as onnx_paths
@@ -39,7 +40,7 @@ def pass_(job, cfg, result, method):
         result.figures["bias_correction"] = {"applied": False,
                                              "why": "no held-out data to measure on"}
         return result
-    source = onnx_paths.float_source(job, cfg)
+    source = Path(source) if source else onnx_paths.float_source(job, cfg)
     result.figures["bias_correction"] = apply(source, result.path, job)
     return result
 
