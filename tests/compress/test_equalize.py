@@ -47,3 +47,53 @@ def test_equalized_block_computes_the_same_with_equal_ranges():
 
 def test_relu6_between_layers_is_not_equalized():
     assert _pairs(Block(nn.ReLU6)) == []
+
+
+BLOCK_FILE = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.bn = nn.Conv2d(1, 6, (5, 1)), nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 3, (3, 1))
+        with torch.no_grad():
+            self.conv1.weight.mul_(torch.tensor([0.1, 1, 10, 0.5, 3, 0.01]).view(-1, 1, 1, 1))
+
+    def forward(self, x):  # (B, 32)
+        y = self.bn(torch.relu(self.conv1(x[:, None, :, None])))
+        return self.conv2(y).flatten(1)
+
+
+def make():
+    return Block().eval()
+'''
+
+
+def test_onnx_int8_measures_the_equalized_model_in_its_recipes_family(tmp_path):
+    """ONNX int8 builds the all-ops recipe on the equalized torch model too (exported again):
+    the same graph with other weights, so it joins that recipe's family, whose best SNR on the
+    selection split is kept; its row is in the manifest either way."""
+    import json
+
+    from edgepress import cli
+
+    (tmp_path / "block.py").write_text(BLOCK_FILE)
+    out = tmp_path / "out"
+    assert cli.main(["compress", f"{tmp_path / 'block.py'}:make", "--input-shape", "1,32",
+                     "--format", "onnx", "--quantize", "int8", "--calib", "random",
+                     "--quant-target", "x86-vnni", "--out", str(out)]) in (0, 1)
+    q = json.loads((out / "onnx-int8" / "manifest.json").read_text())["stages"]["quantize"]
+    rows = {r["path"]: r for r in q["choice"]["candidates"]}
+    eq, plain = rows["onnx-static-all-ops-equalized"], rows["onnx-static-all-ops"]
+    assert eq["family"] == plain["family"] == "onnx-static-all-ops"
+    assert "snr_db" in eq
+    family = [r for r in rows.values() if r.get("family") == "onnx-static-all-ops"
+              and r.get("eligible")]
+    if q["path"].startswith("onnx-static-all-ops"):  # the family's best SNR is the one kept
+        assert rows[q["path"]]["snr_db"] == max(r["snr_db"] for r in family)
+    if "equalized" in q["path"]:
+        assert q["rewritten"] == ["cross-layer equalization: 1 conv pair(s) (equalize.py)"]

@@ -14,7 +14,8 @@ from edgepress.errors import UserError, one_of
 
 METHODS = {
     ("onnx", "int8"): [onnx.static_int8_transformer, onnx.static_int8,
-                       onnx.static_int8_folded_stem, onnx.static_int8_weight_ops],
+                       onnx.static_int8_equalized, onnx.static_int8_folded_stem,
+                       onnx.static_int8_folded_equalized, onnx.static_int8_weight_ops],
     ("onnx", "dynamic"): [onnx.dynamic_int8],
     ("onnx", "fp16"): [onnx.fp16],
     ("tflite", "int8"): [aeq_static.mixed, tflite.int8, tflite.int8_folded_stem,
