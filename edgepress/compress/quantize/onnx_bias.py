@@ -161,7 +161,10 @@ def _means(source, taps: dict, calib) -> dict:
     model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
                               for t, _ in taps.values() if t not in have)
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep the taps
+    # full optimisation: onnxruntime fuses the QDQ layers into its int8 kernels except where a
+    # tapped tensor is a graph output (those run as DQ -> float op -> Q): the shifts are those of
+    # the int8 kernels, and a step on MobileNetV2 took 1.7 s instead of 3.0 s unoptimised
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), opts,
                                    providers=["CPUExecutionProvider"])
     names = [t for t, _ in taps.values()]
