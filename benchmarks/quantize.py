@@ -19,7 +19,8 @@
   (1 thread), geometric mean over the models with both (`_worst`: the highest). size_ratio now
   also covers the real models whose int8 bundle keeps no weight layer in float; the others are
   printed with their own ratio and float layers. Each bundle's kept quantization path and why
-  (its manifest's stages.quantize.choice) are printed beside.
+  (its manifest's stages.quantize.choice) are printed beside, and each real model's fp32 figure
+  and eval size (one sample's weight in points: a difference of one sample is noise).
 
     python benchmarks/quantize.py [--seconds 4] [--threads 1] [--work DIR]
 
@@ -212,9 +213,13 @@ def figures_find(rows: list, model: str, recipe: str, fmt: str):
 def print_real(fig: dict, partial: dict) -> None:
     for model, v in fig["vs_peer"].items():
         e, p = v["edgepress"], v["peer"]
+        n = e.get("eval_samples")
+        base = figures_find(fig["ok"], model, "fp32", e["format"])
+        fp32 = f"; fp32 {100 * base['value']:.2f}%" if base else ""
         print(f"{model:<12} edgepress {e['recipe']} {e['format']} {100 * e['value']:.2f}% vs "
               f"best peer {p['tool']} {p['format']} {100 * p['value']:.2f}% ({e['metric']}): "
-              f"{v['points']:+.2f} pts")
+              f"{v['points']:+.2f} pts{fp32}"
+              + (f"; {n} eval samples, one = {100 / n:.2f} pts" if n else ""))
     for r in fig["ok"]:
         if r["tool"] == "edgepress" and r["precision"] == "int8":
             q = json.loads((Path(r["bundle"]) / artifact.MANIFEST).read_text())["stages"][

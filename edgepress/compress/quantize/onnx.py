@@ -178,6 +178,8 @@ def _pairs(job: Job) -> list:
 
     from edgepress.compress.quantize import equalize
 
+    if not job.sample:  # nothing to trace with (a Job built without export's sample)
+        return []
     found = equalize.pairs(torch.export.export(_torch_model(job).eval(), (),
                                                dict(job.sample)).module())
     cache.write_text(json.dumps(found))
