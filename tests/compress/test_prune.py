@@ -320,6 +320,64 @@ def test_cli_sensitivity_table(tmp_path, capsys):
     assert printed.startswith("accuracy %:") and "res.0" in printed and "drop@0.5" in printed
 
 
+# ---- the CLI and a recipe give the same plan ---------------------------------------------------
+
+CREPE_PRUNE = """[prune]
+method = "auto:macs=0.5"
+importance = "l2"
+skip_defaults = false
+skip = ["conv6", "classifier"]
+recalibrate_bn = false
+"""
+
+
+def _cli_recipe(flags, recipe_file=None):
+    from edgepress import options
+    from edgepress.cli.parser import given
+    from edgepress.compress import recipe
+
+    argv = ["distill", "m.py:f", *flags] + (["--recipe", str(recipe_file)] if recipe_file else [])
+    args = cli.build_parser().parse_args(argv)
+    tables = recipe.load(args.recipe) if args.recipe else {}
+    for name, values in given(args).items():
+        tables.setdefault(name, {}).update(values)
+    return options.Recipe.build(tables).prune
+
+
+@pytest.mark.parametrize("skips", [["--prune-skip", "conv6,classifier"],
+                                   ["--prune-skip", "conv6", "--prune-skip", "classifier"]])
+def test_cli_flags_give_the_recipes_prune_table(skips, tmp_path):
+    """`--prune-skip-defaults no` / `--prune-recalibrate-bn no` reach the plan (a `no` was dropped
+    as "not given", so the CLI skipped crepe tiny's stem where the recipe pruned it), and a list
+    flag given twice adds up (argparse kept only the last --prune-skip)."""
+    toml = tmp_path / "r.toml"
+    toml.write_text(CREPE_PRUNE)
+    flags = ["--prune", "auto:macs=0.5", "--prune-importance", "l2", "--prune-skip-defaults",
+             "no", "--prune-recalibrate-bn", "no", *skips]
+    from_cli, from_recipe = _cli_recipe(flags), _cli_recipe([], toml)
+    assert from_cli == from_recipe
+    assert from_cli.skip == ("conv6", "classifier") and from_cli.skip_defaults is False
+    assert _cli_recipe(["--prune-skip-defaults", "yes"], toml).skip_defaults is True  # CLI wins
+
+
+def test_cli_prunes_the_stem_with_skip_defaults_no(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["compress", factory("prunable_cnn"), "--input-shape", "1,3,16,16", "--format", "onnx",
+            "--golden-samples", "2", "--out", str(out), "--prune", "channels:0.5",
+            "--prune-skip-defaults", "no", "--prune-skip", "fc"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    fig = json.loads((out / "onnx-fp32" / "manifest.json").read_text())["stages"]["prune"]
+    assert fig["skipped"] == {"fc": "asked (--prune-skip)"}
+    assert fig["widths"]["stem.0"] == {"before": [16, 3], "after": [8, 3]}
+
+
+def test_unreachable_macs_target_names_the_layers_left_whole():
+    loaded = _loaded("prunable_cnn")
+    with pytest.raises(UserError, match=r"reach only .* with stem.0 \(first conv \(default\)\), "
+                                        r"fc \(classifier \(default\)\) left whole"):
+        prune.run(loaded.model, prune.parse("auto:macs=0.05"), _example(loaded), _data(loaded))
+
+
 def test_nothing_to_prune_is_a_clear_error():
     loaded = _loaded("cnn")  # 8 channels, stem and classifier skipped: nothing left to prune
     with pytest.raises(UserError, match="removed nothing"):

@@ -130,7 +130,7 @@ def choose(model, example: dict, scan_result: dict, cfg: PruneConfig, target: fl
             break
     raise UserError(f"--prune auto:macs={target:g}: the scanned ratios (up to "
                     f"{max(scan_result['ratios']):g} per layer) reach only {achieved:.2f} x the "
-                    f"MACs; ask for a larger target")
+                    f"MACs{_left_whole(scan_result)}; ask for a larger target")
 
 
 def _macs_saved(chosen) -> float:
@@ -202,7 +202,17 @@ def choose_latency(model, example: dict, scan_result: dict, cfg: PruneConfig, ta
         return best[0], rounds
     raise UserError(f"--prune auto:latency={target:g}: the scanned ratios (up to "
                     f"{max(scan_result['ratios']):g} per layer) reach only "
-                    f"{rounds[-1]['ratio']:.2f} x the measured latency; ask for a larger target")
+                    f"{rounds[-1]['ratio']:.2f} x the measured latency{_left_whole(scan_result)}; "
+                    f"ask for a larger target")
+
+
+def _left_whole(scan_result: dict) -> str:
+    """The layers no plan may prune, for the error that says a target is out of reach: the
+    default-skipped stem is often why (--prune-skip-defaults no prunes it)."""
+    skipped = scan_result.get("skipped") or {}
+    if not skipped:
+        return ""
+    return " with " + ", ".join(f"{n} ({why})" for n, why in skipped.items()) + " left whole"
 
 
 def chosen_round(latency_figures: dict) -> dict:
@@ -259,6 +269,7 @@ def apply(model, cfg, example, skipped, data) -> dict:
                         f"--calib DATA (.npz of the model's inputs, optional labels)")
     base = replace(cfg, method="channels", skip=tuple(skipped), skip_defaults=False)
     result = scan(model, example, data, base)
+    result["skipped"] = dict(skipped)  # with the stage's reasons (the scan saw them all as asked)
     record = {}
     if cfg.aim == "latency":
         ratios, record = _latency_plan(model, example, result, base, cfg)
