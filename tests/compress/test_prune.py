@@ -168,6 +168,32 @@ def test_sensitivity_scan(tmp_path):
     assert scan["baseline"] == 100.0  # agreement of the model with itself
 
 
+def test_scan_measures_each_trial_with_batchnorm_statistics_re_estimated():
+    """With --prune-recalibrate-bn (the default) a trial scores as the stage leaves a pruned
+    model: a pruned copy with its BatchNorm statistics re-estimated on the scan's data gives the
+    trial's SNR; the model's own statistics are put back."""
+    from edgepress.compress.prune import recalibrate
+
+    loaded = _loaded("prunable_cnn")
+    model, example, data = loaded.model, _example(loaded), _data(loaded)
+    before = copy.deepcopy(model.state_dict())
+    scans = {flag: auto.scan(model, example, data, prune.PruneConfig("channels",
+                                                                     recalibrate_bn=flag),
+                             ratios=(0.5,))
+             for flag in (True, False)}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    trial = {flag: next(t for layer in scan["layers"] if layer["name"] == "res.0"
+                        for t in layer["trials"]) for flag, scan in scans.items()}
+    pruned = auto.prune_layers(model, example, prune.PruneConfig(
+        "channels", skip=("stem.0", "fc"), skip_defaults=False), {"res.0": 0.5})
+    metric = auto._Metric(model, data, auto.EVAL_LIMIT)
+    as_pruned = metric.measure(pruned)[1]
+    recalibrate.batchnorms(pruned, data, auto.EVAL_LIMIT)
+    assert trial[True]["snr_db"] == pytest.approx(metric.measure(pruned)[1], abs=0.05)
+    assert trial[False]["snr_db"] == pytest.approx(as_pruned, abs=0.05)
+    assert abs(trial[True]["snr_db"] - trial[False]["snr_db"]) > 0.1  # it did change something
+
+
 def _masked_against_copies(model, example):
     cfg = prune.PruneConfig("channels")
     skipped = prune.skipped_layers(model, cfg, example)
