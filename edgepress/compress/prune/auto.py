@@ -3,10 +3,12 @@ channels matter, measured, not guessed.
 
 `scan` prunes each prunable layer alone (through the channels method, so coupled layers go
 with it) at several ratios and measures the metric drop on eval data: accuracy where the data has
-labels, otherwise top-1 agreement with the unpruned model. `choose` turns a scan into per-layer
-ratios that reach a MACs target with the least summed drop (`--prune auto:macs=F`);
+labels, otherwise top-1 agreement with the unpruned model, each trial with its BatchNorm
+statistics re-estimated first when the stage will re-estimate them. `choose` turns a scan into
+per-layer ratios that reach a MACs target with the least summed drop (`--prune auto:macs=F`);
 `choose_latency` does the same against a measured latency table (latency.py), then times the
-chosen plan whole and tightens it until the measured latency meets the target.
+chosen plan whole and moves its goal until the measured latency meets the target, as close
+under it as the scanned ratios allow.
 Used by `edgepress inspect SOURCE --prune-sensitivity --eval DATA` and by prune's auto method.
 """
 
