@@ -145,6 +145,23 @@ def test_latency_overshoot_is_interpolated_between_plans_that_meet_and_miss():
     assert measured == [{"a": 0.75, "b": 0.5}, {"a": 0.25, "b": 0.5}, {"a": 0.5, "b": 0.5}]
 
 
+def test_a_goal_past_one_goes_halfway_to_it():
+    """A table that predicts far less saving than is measured: the miss would move the goal past
+    1; it goes halfway to 1 instead, to the lighter plan that meets the target."""
+    scan, table = _flat_table()
+    measured = {(("a", 0.75), ("b", 0.5)): 0.1, (("a", 0.5), ("b", 0.5)): 0.2,
+                (("a", 0.25), ("b", 0.5)): 0.48, (("b", 0.5),): 0.7}
+
+    def check(plan):
+        return {"ratio": measured[tuple(sorted(plan.items()))], "unpruned_ms": 1.0,
+                "pruned_ms": 0.0}
+
+    ratios, rounds = auto.choose_latency(None, {}, scan, None, 0.5, table, check,
+                                         pruned_copy=lambda model, ex, cfg, plan: plan)
+    assert [r["goal"] for r in rounds] == pytest.approx([0.5, 0.9, 0.95])
+    assert ratios == {"a": 0.25, "b": 0.5} and rounds[-1]["ratio"] == 0.48
+
+
 class _FakeTimer:
     """Deterministic stand-in for the engine: ms proportional to MACs."""
 
