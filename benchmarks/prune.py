@@ -16,6 +16,7 @@ same distillation budget) runs in benchmarks/prune_crepe.py, a subprocess (it im
 where it fails, its figures print as n/a with its error.
 
     python benchmarks/prune.py [--seconds 4] [--threads 1] [--work DIR] [--skip-crepe]
+                               [--crepe-json FILE]  (a finished prune_crepe.py run's last line)
 
 Exports run as `edgepress compress` subprocesses; this process never imports torch. The last line:
 `prune: mbv2 macs=<r> p50=<r>; resnet18 macs=<r> p50=<r>; unstructured80_gzip=<r>; latency_aimed
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import gzip
 import subprocess
 import sys
@@ -157,7 +159,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, help="where exports are kept (and reused)")
     ap.add_argument("--skip-crepe", action="store_true", help="leave out the crepe comparison")
+    ap.add_argument("--crepe-json", type=Path, help="take the crepe figures from this file (the "
+                    "last line of a benchmarks/prune_crepe.py run) instead of running it")
     args = ap.parse_args(argv)
+    t0, load_before = time.perf_counter(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="edgepress-prune-") as tmp:
         work = args.work or Path(tmp)
         rows = [channels(n, work, args.threads, args.seconds) for n in ("mobilenet_v2", "resnet18")]
@@ -165,7 +170,8 @@ def main(argv=None) -> int:
         aimed = [latency_aimed(n, work, args.threads, args.seconds)
                  for n in ("mobilenet_v2", "resnet18")]
         cr = ({"error": "not run (--skip-crepe)"} if args.skip_crepe
-              else crepe_aimed(work, args.threads))
+              else json.loads(args.crepe_json.read_text().strip().splitlines()[-1])
+              if args.crepe_json else crepe_aimed(work, args.threads))
     print(f"{'model':<14}{'MACs':>7}{'params':>8}{'dense p50 ms':>14}{'pruned p50 ms':>15}"
           f"{'p50':>7}  95% CI         calls   (channels:0.5, ONNX fp32, {args.threads} thread)")
     for r in rows:
@@ -184,6 +190,9 @@ def main(argv=None) -> int:
         print(f"{r['model']:<14}{r['macs']:>7.3f}{r['dense_p50_ms']:>14.2f}"
               f"{r['pruned_p50_ms']:>15.2f}{r['p50']:>7.3f}  [{r['ci95'][0]:.3f}, "
               f"{r['ci95'][1]:.3f}]  {r['calls']:>5}  {r['build_s']:>7.0f}  {tried}")
+    print(f"load average before {' '.join(f'{x:.2f}' for x in load_before)}, after "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {time.perf_counter() - t0:.0f} s"
+          f"{' (crepe from ' + str(args.crepe_json) + ')' if args.crepe_json else ''}")
     if "error" in cr:
         print(f"crepe: n/a ({cr['error']})")
         crepe_figs = "crepe_p50=n/a crepe_kd=n/a crepe_macs_kd=n/a"
@@ -194,8 +203,10 @@ def main(argv=None) -> int:
               f"p50 x{cr['crepe_p50']:.3f} MACs x{cr['lat_macs']:.3f}: {cr['lat_pruned']:.2f}% "
               f"pruned, {cr['lat_kd']:.2f}% after KD; MACs-aimed (macs={cr['macs_target']:g}) "
               f"p50 x{cr['crepe_macs_p50']:.3f} MACs x{cr['macs_macs']:.3f}: "
-              f"{cr['macs_pruned']:.2f}% pruned, {cr['macs_kd']:.2f}% after KD; "
-              f"{cr['wall_s']} s")
+              f"{cr['macs_pruned']:.2f}% pruned, {cr['macs_kd']:.2f}% after KD"
+              f"{' (the same plan)' if cr.get('same_plan') else ''}; plans "
+              f"{cr['lat_ratios']} / {cr['macs_ratios']}; latency rounds "
+              f"{', '.join(cr.get('lat_rounds', []))}; {cr['wall_s']} s")
         crepe_figs = (f"crepe_p50={cr['crepe_p50']:.3f} crepe_kd={cr['lat_kd']:.2f} "
                       f"crepe_macs_kd={cr['macs_kd']:.2f}")
     mb, rn = rows

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 import tempfile
 import time
@@ -80,12 +81,13 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
-    t0 = time.perf_counter()
+    t0, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="edgepress-crepe-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         row = run(work, args.threads, args.epochs)
     row["wall_s"] = round(time.perf_counter() - t0)
+    row["load"] = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(row))
     return 0
 
@@ -128,6 +130,10 @@ def run(work: Path, threads: int, epochs: int) -> dict:
             "macs_target": round(macs_target, 4), "lat_macs": fig["macs"]["ratio"],
             "macs_macs": round(prune.macs(macs_student, example) / fig["macs"]["before"], 4),
             "lat_ratios": fig["auto"]["chosen_ratios"], "macs_ratios": macs_ratios,
+            # the two aims may choose one plan: then their KD figures differ by noise only
+            "same_plan": macs_ratios == fig["auto"]["chosen_ratios"],
+            "lat_rounds": [f"{r['goal']:.3f}/{r['predicted']:.3f}/{r['ratio']:.3f}"
+                           for r in fig["auto"]["latency"]["rounds"]],
             "epochs": epochs, "train_frames": split["sizes"]["train"],
             "voiced_eval_frames": split["sizes"]["eval"],
             **{k: round(v, 2) for k, v in scores.items()}}

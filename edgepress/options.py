@@ -84,8 +84,9 @@ class Prune:
                         "layers)", "--prune-scope")
     round_to: int = option(8, "channels: keep channel counts multiples of this (1: no "
                            "rounding)", "--prune-round-to")
-    skip: tuple = option((), "comma-separated layers to leave alone (the first conv and the "
-                         "classifier always are)", "--prune-skip", metavar="NAMES")
+    skip: tuple = option((), "comma-separated layers to leave alone (repeatable), besides the "
+                         "first conv and the classifier unless told otherwise below",
+                         "--prune-skip", metavar="NAMES")
     layers: tuple = option((), "a layer's own ratio (repeat)", "--prune-layer",
                            name="prune_layers", metavar="NAME=RATIO", repeat=True)
     skip_defaults: bool = option(True, "leave the first conv and the classifier alone (with no, "

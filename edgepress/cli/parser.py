@@ -50,7 +50,8 @@ def add_flag(group, table: str, f, default=None) -> None:
     if meta["cli"] == "switch":
         group.add_argument(meta["flag"], action="store_true", **{**kwargs, "default": default})
         return
-    if meta["repeat"]:
+    if meta["repeat"] or meta["kind"] == "[str]":
+        # a comma-separated list given twice adds up (argparse would keep the last one silently)
         kwargs["action"] = "append"
     elif meta["cli"] == "yes-no":
         kwargs["type"] = yes_no
@@ -75,7 +76,9 @@ def given(args) -> dict:
         for f in fields(cls):
             dest = "source" if f.metadata["flag"] == "SOURCE" else f"{table}.{f.name}"
             value = getattr(args, dest, None)
-            if value is not None and value is not False:
+            # None: not given. A yes-no flag's `no` is False and must reach the recipe: dropping
+            # it ran `--prune-skip-defaults no` as yes (the stem skipped, unlike the same recipe).
+            if value is not None:
                 out.setdefault(table, {})[f.name] = _value(f, value)
     return out
 
@@ -84,7 +87,10 @@ def _value(f, value):
     kind, flag = f.metadata["kind"], f.metadata["flag"]
     if not kind.startswith("["):
         return value
-    items = value if isinstance(value, list) else csv(value)  # repeated flag, or a,b,c
+    if f.metadata["repeat"]:  # one item per flag (an input shape holds commas itself)
+        items = value
+    else:  # a,b,c, possibly over several flags
+        items = [t for v in (value if isinstance(value, list) else [value]) for t in csv(v)]
     if kind == "[int]":
         return tuple(int(v) for v in floats(flag, ",".join(items)))
     if kind == "[float]":

@@ -168,6 +168,32 @@ def test_sensitivity_scan(tmp_path):
     assert scan["baseline"] == 100.0  # agreement of the model with itself
 
 
+def test_scan_measures_each_trial_with_batchnorm_statistics_re_estimated():
+    """With --prune-recalibrate-bn (the default) a trial scores as the stage leaves a pruned
+    model: a pruned copy with its BatchNorm statistics re-estimated on the scan's data gives the
+    trial's SNR; the model's own statistics are put back."""
+    from edgepress.compress.prune import recalibrate
+
+    loaded = _loaded("prunable_cnn")
+    model, example, data = loaded.model, _example(loaded), _data(loaded)
+    before = copy.deepcopy(model.state_dict())
+    scans = {flag: auto.scan(model, example, data, prune.PruneConfig("channels",
+                                                                     recalibrate_bn=flag),
+                             ratios=(0.5,))
+             for flag in (True, False)}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    trial = {flag: next(t for layer in scan["layers"] if layer["name"] == "res.0"
+                        for t in layer["trials"]) for flag, scan in scans.items()}
+    pruned = auto.prune_layers(model, example, prune.PruneConfig(
+        "channels", skip=("stem.0", "fc"), skip_defaults=False), {"res.0": 0.5})
+    metric = auto._Metric(model, data, auto.EVAL_LIMIT)
+    as_pruned = metric.measure(pruned)[1]
+    recalibrate.batchnorms(pruned, data, auto.EVAL_LIMIT)
+    assert trial[True]["snr_db"] == pytest.approx(metric.measure(pruned)[1], abs=0.05)
+    assert trial[False]["snr_db"] == pytest.approx(as_pruned, abs=0.05)
+    assert abs(trial[True]["snr_db"] - trial[False]["snr_db"]) > 0.1  # it did change something
+
+
 def _masked_against_copies(model, example):
     cfg = prune.PruneConfig("channels")
     skipped = prune.skipped_layers(model, cfg, example)
@@ -318,6 +344,64 @@ def test_cli_sensitivity_table(tmp_path, capsys):
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("accuracy %:") and "res.0" in printed and "drop@0.5" in printed
+
+
+# ---- the CLI and a recipe give the same plan ---------------------------------------------------
+
+CREPE_PRUNE = """[prune]
+method = "auto:macs=0.5"
+importance = "l2"
+skip_defaults = false
+skip = ["conv6", "classifier"]
+recalibrate_bn = false
+"""
+
+
+def _cli_recipe(flags, recipe_file=None):
+    from edgepress import options
+    from edgepress.cli.parser import given
+    from edgepress.compress import recipe
+
+    argv = ["distill", "m.py:f", *flags] + (["--recipe", str(recipe_file)] if recipe_file else [])
+    args = cli.build_parser().parse_args(argv)
+    tables = recipe.load(args.recipe) if args.recipe else {}
+    for name, values in given(args).items():
+        tables.setdefault(name, {}).update(values)
+    return options.Recipe.build(tables).prune
+
+
+@pytest.mark.parametrize("skips", [["--prune-skip", "conv6,classifier"],
+                                   ["--prune-skip", "conv6", "--prune-skip", "classifier"]])
+def test_cli_flags_give_the_recipes_prune_table(skips, tmp_path):
+    """`--prune-skip-defaults no` / `--prune-recalibrate-bn no` reach the plan (a `no` was dropped
+    as "not given", so the CLI skipped crepe tiny's stem where the recipe pruned it), and a list
+    flag given twice adds up (argparse kept only the last --prune-skip)."""
+    toml = tmp_path / "r.toml"
+    toml.write_text(CREPE_PRUNE)
+    flags = ["--prune", "auto:macs=0.5", "--prune-importance", "l2", "--prune-skip-defaults",
+             "no", "--prune-recalibrate-bn", "no", *skips]
+    from_cli, from_recipe = _cli_recipe(flags), _cli_recipe([], toml)
+    assert from_cli == from_recipe
+    assert from_cli.skip == ("conv6", "classifier") and from_cli.skip_defaults is False
+    assert _cli_recipe(["--prune-skip-defaults", "yes"], toml).skip_defaults is True  # CLI wins
+
+
+def test_cli_prunes_the_stem_with_skip_defaults_no(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["compress", factory("prunable_cnn"), "--input-shape", "1,3,16,16", "--format", "onnx",
+            "--golden-samples", "2", "--out", str(out), "--prune", "channels:0.5",
+            "--prune-skip-defaults", "no", "--prune-skip", "fc"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    fig = json.loads((out / "onnx-fp32" / "manifest.json").read_text())["stages"]["prune"]
+    assert fig["skipped"] == {"fc": "asked (--prune-skip)"}
+    assert fig["widths"]["stem.0"] == {"before": [16, 3], "after": [8, 3]}
+
+
+def test_unreachable_macs_target_names_the_layers_left_whole():
+    loaded = _loaded("prunable_cnn")
+    with pytest.raises(UserError, match=r"reach only .* with stem.0 \(first conv \(default\)\), "
+                                        r"fc \(classifier \(default\)\) left whole"):
+        prune.run(loaded.model, prune.parse("auto:macs=0.05"), _example(loaded), _data(loaded))
 
 
 def test_nothing_to_prune_is_a_clear_error():
