@@ -50,13 +50,17 @@ def test_crepe_splits_are_disjoint_real_speech(tmp_path):
     data = distill_crepe.splits(tmp_path)
     loaded = {k: dict(np.load(p)) for k, p in data["paths"].items()}
     sizes = data["sizes"]
-    assert {k: len(loaded[k]["x"]) for k in ("train", "val", "calib", "eval")} == {
-        k: sizes[k] for k in ("train", "val", "calib", "eval")}
-    assert 0 < sizes["eval"] < sizes["eval_all"]  # only crepe full's voiced frames are judged
+    splits = ("train", "val", "calib", "eval", "eval_40ms")
+    assert {k: len(loaded[k]["x"]) for k in splits} == {k: sizes[k] for k in splits}
+    for held in ("eval", "eval_40ms"):  # only crepe full's voiced frames are judged
+        assert 0 < sizes[held] < sizes[f"{held}_all"]
+    assert sizes["eval_all"] > 3 * sizes["eval_40ms_all"]  # the same audio every 10 ms, not 40
+    assert sizes["val"] > distill_crepe.VAL_AUGMENTED  # ARCTIC 0-2 s and its augmented copies
     assert set(loaded["train"]) == {"x"}  # unlabelled: the teacher's outputs are the targets
     train_rows = {r.tobytes() for r in loaded["train"]["x"][:, 0]}
     assert not train_rows & {r.tobytes() for r in loaded["eval"]["x"][:, 0]}
     assert not train_rows & {r.tobytes() for r in loaded["val"]["x"][:, 0]}
+    assert not train_rows & {r.tobytes() for r in loaded["eval_40ms"]["x"][:, 0]}
 
 
 def test_augmented_frames_are_normalised_pitch_shifted_copies_of_the_audio_given():
