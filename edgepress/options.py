@@ -177,6 +177,11 @@ class Export:
 class Verify:
     golden_samples: int = option(8, "reference samples per bundle", "--golden-samples")
     seed: int = option(0, "seed for sample inputs, pruning and training", "--seed")
+    top1_tolerance: int = option(0, "top-1 agreement counts an output whose argmax lies within "
+                                 "N positions of the reference's (ordered bins of one "
+                                 "quantity, e.g. pitch or angle bins, where a neighbour is the "
+                                 "same answer); 0: the same class only", "--top1-tolerance",
+                                 metavar="N")
 
 
 TABLES = {"model": Model, "data": Data, "prune": Prune, "distill": Distill,

@@ -28,8 +28,7 @@ def _verify(args) -> int:
     if args.json:
         print(json.dumps({"passed": verdict.passed, **vars(verdict)}, indent=1))
         return 0 if verdict.passed else 1
-    rows = [(name, f"{m['max_abs']:.3g}", f"{m['snr_db']:.1f}", f"{m['cosine']:.6f}",
-             f"{m['top1_agreement']:.3f}" if "top1_agreement" in m else "-")
+    rows = [(name, f"{m['max_abs']:.3g}", f"{m['snr_db']:.1f}", f"{m['cosine']:.6f}", _top1(m))
             for name, m in verdict.metrics.items()]
     table(("output", "max abs", "SNR dB", "cosine", "top-1 agree"), rows)
     lim = verdict.thresholds
@@ -42,3 +41,10 @@ def _verify(args) -> int:
         print(f"FAIL {f}")
     print("PASS" if verdict.passed else "FAIL")
     return 0 if verdict.passed else 1
+
+
+def _top1(m: dict) -> str:
+    if "top1_agreement" not in m:
+        return "-"
+    exact = f" (exact {m['top1_exact']:.3f})" if "top1_exact" in m else ""  # with a tolerance
+    return f"{m['top1_agreement']:.3f}{exact}"

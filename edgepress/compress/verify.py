@@ -21,6 +21,9 @@ def check(cfg: Verify) -> Verify:
     if not 0 <= cfg.seed < 2**32:
         # numpy's generators refuse negative seeds with a traceback (found by tests/bad_inputs)
         raise UserError(f"--seed {cfg.seed}: must be a whole number from 0 to {2**32 - 1}")
+    if cfg.top1_tolerance < 0:
+        raise UserError(f"--top1-tolerance {cfg.top1_tolerance}: must be a whole number of "
+                        f"positions >= 0 (0: the same class only)")
     return cfg
 
 
@@ -72,6 +75,8 @@ def _manifest(state, bundle, cfg: Verify) -> dict:
     samples = next(iter(state.golden_in.values())).shape[0]  # held-out data may hold fewer
     golden = {"file": artifact.GOLDEN, "samples": samples, "seed": cfg.seed,
               "reference": "onnxruntime (ONNX source)" if loaded.model is None else "torch"}
+    if cfg.top1_tolerance:  # read back by runtime/verify on the device: declared, not guessed
+        golden["top1_tolerance"] = cfg.top1_tolerance
     return artifact.manifest(
         bundle.fmt, bundle.precision, bundle.model_file, bundle.inputs, bundle.outputs,
         source=loaded.provenance, recipe={**state.recipe.flat(), **bundle.recipe},

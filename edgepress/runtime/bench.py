@@ -245,7 +245,8 @@ def _fidelity(session: Session, bundle) -> dict | None:
     golden_in, golden_out = bundle.golden()
     got = verify.run_samples(session, golden_in)
     verify.check_outputs(bundle, golden_out, got)
-    metrics = [verify.compare(golden_out[name], got[name]) for name in golden_out]
+    tolerance = verify.top1_tolerance(bundle.manifest)  # top-1 as verify judges it
+    metrics = [verify.compare(golden_out[name], got[name], tolerance) for name in golden_out]
     out = {"reference": "golden fp32 outputs captured from torch at export",
            "samples": int(next(iter(golden_in.values())).shape[0]),
            "snr_db": min(m["snr_db"] for m in metrics),
@@ -254,4 +255,6 @@ def _fidelity(session: Session, bundle) -> dict | None:
     top1 = [m["top1_agreement"] for m in metrics if "top1_agreement" in m]
     if top1:
         out["top1_agreement"] = min(top1)
+        if tolerance:
+            out["top1_tolerance"] = tolerance
     return out

@@ -12,6 +12,7 @@ from tiny_models import ROOT
 
 import numpy as np
 
+from edgepress.errors import UserError
 from edgepress.runtime import artifact, verify
 
 
@@ -129,10 +130,110 @@ def test_the_rule_reads_shape_labels_and_values():
     unit = logits / np.linalg.norm(logits, axis=-1, keepdims=True)
     cases = {"hidden states": (rng.normal(size=(8, 1, 16, 384)), {}, False, "[1, 16, 384]"),
              "logits": (logits, {}, True, "[-"), "softmax": (probs, {}, True, "softmax"),
-             "sigmoid": (1 / (1 + np.exp(-logits)), {}, False, "no single class"),
+             "sigmoid": (1 / (1 + np.exp(-logits)), {}, True, "sigmoid"),
              "normalized": (unit, {}, False, "L2 norm 1.0000"),
              "labelled": (unit, {"fidelity": {"accuracy": {"labelled": 50, "fp32": 0.9}}},
                           True, "50 --eval labels")}
     for case, (ref, manifest, applies, why) in cases.items():
         got, reason = verify.top1_applies(manifest, ref)
         assert got is applies and why in reason, (case, reason)
+
+
+# ---- sigmoid heads: top-1 gates them; ordered bins declare a neighbouring-bin tolerance ------
+
+def _sigmoid_bundle(tmp_path, reference, quantized, tolerance=None):
+    """An int8 bundle of a model that returns its (1, K) input, fed `quantized` (what the int8
+    model gives) against golden outputs `reference` (fp32's)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = quantized.astype(np.float32)
+    k = x.shape[-1]
+    b = tmp_path / f"sigmoid-{tolerance}"
+    b.mkdir()
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, k]) for n in ("x", "probs")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["probs"])], "g", io[:1],
+                              io[1:])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(b / "model.onnx"))
+    artifact.write_golden(b / artifact.GOLDEN, {"x": x}, {"probs": reference.astype(np.float32)})
+    specs = [artifact.spec_record(artifact.TensorSpec(n, (1, k), "float32"), "NCHW")
+             for n in ("x", "probs")]
+    golden = {"file": artifact.GOLDEN, "samples": len(x), "seed": 0, "reference": "torch",
+              **({"top1_tolerance": tolerance} if tolerance is not None else {})}
+    artifact.write_manifest(b / artifact.MANIFEST, artifact.manifest(
+        "onnx", "int8", b / "model.onnx", specs[:1], specs[1:], source={"kind": "factory"},
+        recipe={}, stages={}, preprocessing=None, golden=golden))
+    return artifact.open_bundle(b)
+
+
+def _pitch_posteriors(n=16, k=360):
+    """crepe-like per-bin sigmoid posteriors: a bump centred between two bins, so its two
+    highest bins are neighbours of nearly equal height (where int8 moves crepe's argmax)."""
+    rng = np.random.default_rng(1)
+    centres = rng.integers(40, k - 40, size=n) + 0.45
+    grid = np.arange(k)
+    return (0.9 * np.exp(-0.5 * ((grid[None] - centres[:, None]) / 1.25) ** 2))[:, None]
+
+
+def _multilabel_probs(n=16, k=360):
+    """Multi-label sigmoid outputs whose two most probable labels are far apart (k // 2) and
+    nearly equal: swapping them changes the head's answer, not the vector's shape."""
+    rng = np.random.default_rng(2)
+    p = 1 / (1 + np.exp(-rng.normal(-3, 1, size=(n, 1, k))))
+    top = rng.integers(0, k // 2, size=n)
+    p[np.arange(n), 0, top], p[np.arange(n), 0, top + k // 2] = 0.95, 0.94
+    return p
+
+
+@pytest.mark.parametrize("tolerance", [None, 2])
+def test_a_multilabel_head_whose_int8_argmax_moves_far_fails(tmp_path, tolerance):
+    probs = _multilabel_probs()
+    v = verify.apply(_sigmoid_bundle(tmp_path, probs, _swapped_top2(probs), tolerance))
+    m = v.metrics["probs"]
+    assert m["cosine"] >= v.thresholds["cosine"] and m["snr_db"] >= v.thresholds["snr_db"], m
+    assert not v.passed and len(v.failures) == 1 and "top-1 agreement" in v.failures[0], v.failures
+    assert "sigmoid probabilities" in v.criteria["probs"]["top1_why"]
+
+
+def test_neighbouring_bin_moves_pass_only_with_a_declared_tolerance(tmp_path):
+    fp32 = _pitch_posteriors()
+    int8 = _swapped_top2(fp32)  # every argmax one bin over, as int8 does on crepe's bins
+    undeclared = verify.apply(_sigmoid_bundle(tmp_path, fp32, int8))
+    assert not undeclared.passed and undeclared.metrics["probs"]["top1_agreement"] == 0.0
+    assert [f.split(": ", 1)[1].split(" ")[0] for f in undeclared.failures] == ["top-1"]
+    declared = verify.apply(_sigmoid_bundle(tmp_path, fp32, int8, tolerance=1))
+    assert declared.passed, declared.failures
+    assert declared.metrics["probs"]["top1_agreement"] == 1.0
+    assert declared.metrics["probs"]["top1_exact"] == 0.0  # still reported beside it
+    assert "within 1 position" in declared.criteria["probs"]["top1_why"]
+
+
+def test_a_tolerance_is_not_a_pass_for_moves_beyond_it(tmp_path):
+    fp32 = _pitch_posteriors()
+    moved = np.roll(fp32, 3, axis=-1)  # three bins over: 60 cents, a different answer
+    v = verify.apply(_sigmoid_bundle(tmp_path, fp32, moved, tolerance=2))
+    assert not v.passed and v.metrics["probs"]["top1_agreement"] == 0.0
+    assert any("argmax within 2" in f for f in v.failures), v.failures
+
+
+def test_a_corrupt_tolerance_in_the_manifest_is_one_line(tmp_path):
+    fp32 = _pitch_posteriors()
+    bundle = _sigmoid_bundle(tmp_path, fp32, fp32, tolerance=-1)
+    with pytest.raises(UserError, match="top1_tolerance -1"):
+        verify.apply(bundle)
+
+
+def test_compress_records_the_declared_tolerance_for_the_device(tmp_path):
+    from tiny_models import MODELS, factory
+
+    from edgepress.compress import pipeline
+
+    out = tmp_path / "b"
+    pipeline.run(pipeline.Request(source=factory("cnn"), out=out, formats=("onnx",),
+                                  input_shapes=tuple(MODELS["cnn"][1]), top1_tolerance=1,
+                                  summary=False))
+    bundle = artifact.open_bundle(out / "onnx-fp32")
+    assert bundle.manifest["golden"]["top1_tolerance"] == 1
+    v = verify.apply(bundle)
+    assert v.passed and "within 1 position" in v.criteria["output_0"]["top1_why"], v.criteria
