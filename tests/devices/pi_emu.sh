@@ -28,6 +28,14 @@ S=$CACHE/ssh
 DEVICE_USER=pi
 TERMUX_USER=u0_a187
 TERMUX_HOME=/data/data/com.termux/files/home
+# The CPU qemu-user emulates for the device's programs (QEMU_CPU, set by each sshd for its
+# sessions): a Pi 4's Cortex-A72 and a phone-class Cortex-A76. Without it qemu emulates its `max`
+# CPU, whose HWCAPs (SVE, SME, i8mm...) no Pi has, and XNNPACK, which picks its kernels from the
+# HWCAPs, ran other kernels than a Pi runs: crepe tiny's int8 .tflite gave all-zero outputs
+# under `max` (qemu 7.2; the same file through LiteRT's builtin kernels, or under cortex-a72,
+# a76 or neoverse-n1, matched the host at cosine 0.9999), so verification failed on the device.
+PI_CPU=cortex-a72
+PHONE_CPU=cortex-a76
 
 host_packages() {
   # binfmt_misc is not mounted on a fresh machine; qemu-user-static registers aarch64 with the
@@ -91,7 +99,7 @@ sshd_config() {
   mkdir -p "$R/etc/ssh/ci" "$R/run/sshd"
   [ -f "$R/etc/ssh/ci/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$R/etc/ssh/ci/host_ed25519"
   # 127.0.0.1 only: the emulated device is never reachable from outside this machine.
-  cat >"$R/etc/ssh/ci/sshd_config" <<EOF
+  cat >"$R/etc/ssh/ci/sshd_config.new" <<EOF
 Port $PORT
 ListenAddress 127.0.0.1
 HostKey /etc/ssh/ci/host_ed25519
@@ -101,14 +109,30 @@ KbdInteractiveAuthentication no
 PermitRootLogin no
 UsePAM no
 Subsystem sftp internal-sftp
+SetEnv QEMU_CPU=$PI_CPU
 EOF
+  changed "$R/etc/ssh/ci/sshd_config"
   echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$R/etc/ssh/ci/host_ed25519.pub")" >"$S/known_hosts"
   echo "$PORT" >"$S/port"; echo "$DEVICE_USER" >"$S/user"
 }
 
+# changed FILE: FILE.new replaces FILE where they differ, so FILE's mtime says when its content
+# last changed (see current)
+changed() {
+  if cmp -s "$1.new" "$1"; then rm -f "$1.new"; else mv "$1.new" "$1"; fi
+}
+
+# current PIDFILE CONFIG: true when its sshd runs and was started after CONFIG last changed; an
+# sshd older than its config (e.g. from before QEMU_CPU was set) is stopped, to be restarted
+current() {
+  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null || return 1
+  [ "$2" -nt "$1" ] || return 0
+  kill "$(cat "$1")" 2>/dev/null || true; rm -f "$1"; sleep 0.5; return 1
+}
+
 start_sshd() {
   local pidfile=$R/run/sshd-ci.pid
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  current "$pidfile" "$R/etc/ssh/ci/sshd_config" && return
   in_device /usr/sbin/sshd -t -f /etc/ssh/ci/sshd_config
   in_device /usr/sbin/sshd -f /etc/ssh/ci/sshd_config -E /var/log/sshd-ci.log
   await_ssh "$PORT" "$S/known_hosts" "$DEVICE_USER" "the device's sshd"
@@ -140,13 +164,15 @@ termux_sshd() {
   local cfg=$R/etc/ssh/ci/termux_config pidfile=$R/run/sshd-termux.pid
   [ -f "$R/etc/ssh/ci/termux_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$R/etc/ssh/ci/termux_ed25519"
   sed -e "s/^Port .*/Port $TERMUX_PORT/" -e "s#^HostKey .*#HostKey /etc/ssh/ci/termux_ed25519#" \
-      -e "s#^PidFile .*#PidFile /run/sshd-termux.pid#" "$R/etc/ssh/ci/sshd_config" >"$cfg"
-  echo "AllowUsers $TERMUX_USER" >>"$cfg"
+      -e "s#^PidFile .*#PidFile /run/sshd-termux.pid#" -e "s#^SetEnv QEMU_CPU=.*#SetEnv QEMU_CPU=$PHONE_CPU#" \
+      "$R/etc/ssh/ci/sshd_config" >"$cfg.new"
+  echo "AllowUsers $TERMUX_USER" >>"$cfg.new"
+  changed "$cfg"
   local key; key=$(cut -d' ' -f1,2 "$R/etc/ssh/ci/termux_ed25519.pub")
   printf '[127.0.0.1]:%s %s\nadb-emulated0 %s\n' "$TERMUX_PORT" "$key" "$key" >"$S/termux_known_hosts"
   echo "$TERMUX_PORT" >"$S/termux_port"; echo "$TERMUX_USER" >"$S/termux_user"
   echo "$TERMUX_HOME" >"$S/termux_home"
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  current "$pidfile" "$cfg" && return
   # its own mount namespace: the rootfs's world-writable dirs (/tmp, /var/tmp, /run/lock) are
   # read-only for this sshd and its sessions only
   unshare -m --propagation private sh -c "for d in tmp var/tmp run/lock; do

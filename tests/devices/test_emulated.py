@@ -66,6 +66,22 @@ def _on_device(device, command: str) -> tuple[int, str]:
         conn.close()
 
 
+# AT_HWCAP (auxv type 16) bits of Linux arm64 (asm/hwcap.h)
+HWCAP_ASIMDDP, HWCAP_SVE = 1 << 20, 1 << 22
+AUXV_HWCAP = ('python3 -c "import struct; print(dict(struct.iter_unpack(\\"QQ\\", '
+              'open(\\"/proc/self/auxv\\", \\"rb\\").read()))[16])"')
+
+
+def test_the_device_runs_a_pi_4s_cpu_not_qemus_max(device):
+    """Engines pick kernels from the HWCAPs (XNNPACK, onnxruntime's cpuinfo): under qemu's
+    default `max` CPU (SVE, SME, i8mm: no Pi has them) crepe tiny's int8 .tflite gave all-zero
+    outputs, so the emulated device must show a Cortex-A72's (pi_emu.sh: QEMU_CPU)."""
+    rc, out = _on_device(device, AUXV_HWCAP)
+    assert rc == 0, out
+    hwcap = int(out.split()[-1])
+    assert hwcap & HWCAP_SVE == 0 and hwcap & HWCAP_ASIMDDP == 0, hex(hwcap)
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_int8_bundle_verifies_on_aarch64_and_the_report_says_so(fmt, device, int8_bundles,
                                                                 tmp_path, capsys):
