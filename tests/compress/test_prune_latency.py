@@ -4,6 +4,7 @@ recipe keys (bad targets: test_prune.BAD); and the layer types pruning leaves al
 
 import json
 import shutil
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,14 @@ def test_ratio_choice_against_an_injected_table():
     assert rounds == [{"goal": 0.6, "predicted": 0.6, "ratio": 0.6, "unpruned_ms": 10.0,
                        "pruned_ms": 6.0, "chosen": True}]
     assert auto._greedy(scan["layers"], 0.4, auto._macs_saved) == {"big": 0.5}  # MACs: the other
+
+
+def test_greedy_passes_over_ratios_that_round_to_the_same_widths():
+    """16 channels rounded to multiples of 8: 25% and 50% both keep 8 and save the same; the
+    greedy must go on to 75% rather than stop at 25%."""
+    a = [dict(_trial(r, r, {"a": [w, 4]}), macs_saved=s)
+         for r, w, s in ((0.25, 8, 0.3), (0.5, 8, 0.3), (0.75, 4, 0.6))]
+    assert auto._greedy([{"name": "a", "trials": a}], 0.5, auto._macs_saved) == {"a": 0.75}
 
 
 def test_latency_miss_tightens_the_goal_then_says_what_it_reached():
@@ -293,3 +302,35 @@ def test_a_plan_that_breaks_the_model_is_one_clear_error(tmp_path, monkeypatch):
                       latency_cache=str(tmp_path / "tables"))
     with pytest.raises(UserError, match="the pruned model no longer runs"):
         prune.run(loaded.model, cfg, load.example(loaded), data)
+
+
+class _GlueTimer:
+    """An engine where the whole model takes three times the sum of its layers timed alone (the
+    time between layers shrinking with them), each layer's time proportional to its MACs: the
+    uncalibrated table predicts a third of what a plan saves."""
+
+    def __call__(self, models, **timing):
+        return {key: prune.macs(m, ex) / 1e6 * (3 if key == "whole" else 1)
+                for key, (m, ex) in models.items()}
+
+
+def test_the_table_is_scaled_to_the_whole_model_so_the_plan_lands_near_the_target(tmp_path):
+    model, example = _loaded().model, _example()
+    cfg = prune.PruneConfig("channels", round_to=1)  # widths fine enough for a plan near 0.5
+    data = calibrate.open_data("random", _loaded().inputs, 8, seed=3)
+    scan = auto.scan(model, example, data, cfg, ratios=(0.125, 0.25, 0.375, 0.5, 0.625, 0.75))
+    cfg = replace(cfg, skip=tuple(scan["skipped"]), skip_defaults=False)  # as auto.apply does
+    table = latency.table(model, example, scan, latency.Where(cache=str(tmp_path)), _GlueTimer())
+    assert table.scale == pytest.approx(3.0)
+    whole = prune.macs(model, example)
+
+    def check(pruned):  # measured: the whole model's time, proportional to its MACs
+        return {"ratio": round(prune.macs(pruned, example) / whole, 4)}
+
+    ratios, rounds = auto.choose_latency(model, example, scan, cfg, 0.5, table, check)
+    [chosen] = rounds  # the prediction is the measurement: one round
+    assert chosen["predicted"] == pytest.approx(chosen["ratio"], abs=0.01)
+    assert 0.45 <= chosen["ratio"] <= 0.5 and chosen["chosen"]
+    unscaled = latency.Table(table.base, table.cells_ms, table.whole_ms, table.record)
+    _, rounds = auto.choose_latency(model, example, scan, cfg, 0.5, unscaled, check)
+    assert rounds[0]["predicted"] > 0.7 and rounds[0]["ratio"] < 0.3  # what it overshot to

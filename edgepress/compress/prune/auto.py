@@ -148,25 +148,36 @@ def _greedy(layers: list, saving: float, saved) -> dict:
     def value(layer, i, field):
         return layer["trials"][i][field] if i >= 0 else 0.0
 
-    def chosen(moved=None):
-        return [layer["trials"][state[layer["name"]] + (layer is moved)] for layer in layers
-                if state[layer["name"]] + (layer is moved) >= 0]
+    def chosen(moved=None, to=None):
+        at = {layer["name"]: to if layer is moved else state[layer["name"]] for layer in layers}
+        return [layer["trials"][at[layer["name"]]] for layer in layers if at[layer["name"]] >= 0]
+
+    def step(layer, i):
+        """The layer's next trial that saves more, with what it saves: ratios a rounding of the
+        kept channels maps to the same widths save nothing over each other and are passed over
+        (else a layer whose 0.25 and 0.5 both keep 8 of 16 channels stops the greedy there)."""
+        for j in range(i + 1, len(layer["trials"])):
+            after = saved(chosen(layer, j))
+            if after > now:
+                return j, after
+        return None
 
     now = saved(chosen())
     while now < saving:
         best = None
         for layer in layers:
             i = state[layer["name"]]
-            if i + 1 >= len(layer["trials"]):
+            nxt = step(layer, i)
+            if nxt is None:
                 continue
-            after = saved(chosen(layer))
-            cost = (max(value(layer, i + 1, "drop") - value(layer, i, "drop"), 0.0)
-                    + 0.1 * (_noise(layer, i + 1) - _noise(layer, i)) + 1e-3)
-            if after > now and (best is None or cost / (after - now) < best[0]):
-                best = (cost / (after - now), layer, after)
+            j, after = nxt
+            cost = (max(value(layer, j, "drop") - value(layer, i, "drop"), 0.0)
+                    + 0.1 * (_noise(layer, j) - _noise(layer, i)) + 1e-3)
+            if best is None or cost / (after - now) < best[0]:
+                best = (cost / (after - now), layer, after, j)
         if best is None:
             break
-        state[best[1]["name"]] += 1
+        state[best[1]["name"]] = best[3]
         now = best[2]
     return {layer["name"]: layer["trials"][state[layer["name"]]]["ratio"]
             for layer in layers if state[layer["name"]] >= 0}
@@ -352,5 +363,6 @@ def _latency_plan(model, example, result, base, cfg) -> tuple[dict, dict]:
     return ratios, {"latency": {**where.__dict__, "table_file": table.record["file"],
                                 "cells_measured_now": table.record["measured_now"],
                                 "unpruned_ms_in_table": round(table.whole_ms, 4),
+                                "table_scale": round(table.scale, 4),
                                 "rounds": rounds, "table_ms": table.per_layer()}}
 
