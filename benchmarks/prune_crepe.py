@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import distill_crepe, tasks  # noqa: E402
 from benchmarks.models import crepe  # noqa: E402
 from edgepress.compress import calibrate, distill, load, prune  # noqa: E402
-from edgepress.compress.prune import auto, latency, recalibrate  # noqa: E402
+from edgepress.compress.prune import auto, choice, latency, recalibrate, trials  # noqa: E402
 from edgepress.errors import UserError  # noqa: E402
 
 TARGET = 0.5
@@ -61,11 +61,11 @@ def macs_matched(tiny, example, scan, base_cfg, goal_ratio, where) -> tuple:
     for _ in range(6):
         target = (lo + hi) / 2
         try:
-            ratios = auto.choose(tiny, example, scan, base_cfg, target)
+            ratios = choice.choose(tiny, example, scan, base_cfg, target)
         except UserError:  # the scan's ratios do not reach that low: aim higher
             lo = target
             continue
-        measured = latency.measured_ratio(tiny, auto.prune_layers(tiny, example, base_cfg,
+        measured = latency.measured_ratio(tiny, trials.prune_layers(tiny, example, base_cfg,
                                                                   ratios), example, where)
         best = (target, ratios, measured)
         if abs(measured["ratio"] - goal_ratio) <= 0.02:
@@ -108,14 +108,14 @@ def run(work: Path, threads: int, epochs: int) -> dict:
                       latency_threads=threads, latency_cache=where.cache)
     lat_student = copy.deepcopy(tiny)
     fig = prune.run(lat_student, cfg, example, train).figures
-    lat_measured = auto.chosen_round(fig["auto"]["latency"])
+    lat_measured = choice.chosen_round(fig["auto"]["latency"])
     skipped = prune.skipped_layers(tiny, cfg, example)
     base_cfg = replace(cfg, method="channels", skip=tuple(skipped), skip_defaults=False)
     scan = {"layers": fig["auto"]["scan"], "macs": fig["macs"]["before"],
             "ratios": list(auto.RATIOS)}
     macs_target, macs_ratios, macs_measured = macs_matched(tiny, example, scan, base_cfg,
                                                            lat_measured["ratio"], where)
-    macs_student = auto.prune_layers(tiny, example, base_cfg, macs_ratios)
+    macs_student = trials.prune_layers(tiny, example, base_cfg, macs_ratios)
     recalibrate.batchnorms(macs_student, train)  # as prune.run did for the latency-aimed one
     budget = {k.removeprefix("distill_"): v for k, v in {**distill_crepe.BUDGET,
                                                          **distill_crepe.KD}.items()}
