@@ -6,11 +6,13 @@ As NetAdapt (Yang et al. 2018) and HALP (Shen et al. 2022) do with per-layer loo
 model's latency under a plan is predicted from its layers: the unpruned model's measured latency
 less what each layer saves at its (out, in) widths, a layer's input width set by the group that
 prunes its producer. Layers timed alone miss what the engine does between them (activations,
-memory traffic, the ops around each layer), which also shrinks with the widths: on MobileNetV2 the
-uncalibrated table predicted 0.85 x the unpruned latency for a plan measured at 0.04. So each
-saving is scaled by the whole model's measured time over the sum of its layers' cells at full
-width (every Conv/Linear, pruned or not), which spreads the time between layers over them. The
-plan chosen from the prediction is then still measured whole (auto.py). Tables are cached on disk (one JSON
+memory traffic, the ops around each layer), which also shrinks with the widths, and each cell
+carries its own per-call cost: on MobileNetV2 at load 8-17 the unscaled table predicted 0.85 x the
+unpruned latency for a plan measured at 0.04. So each saving is scaled by the whole model's
+measured time over the sum of its layers' cells at full width (every Conv/Linear, pruned or not),
+all timed in one session (1.3-2.2 on MobileNetV2, ResNet-18 and crepe tiny here under load; 0.77
+for MobileNetV2 at load ~2). The plan chosen from the prediction is then still measured
+whole (choice.py). Tables are cached on disk (one JSON
 file per model architecture, format, precision, target and threads) and recorded in the manifest.
 """
 
