@@ -14,7 +14,7 @@ teacher's probabilities, the same epochs, the best epoch on its validation frame
 on its held-out frames (the call from 20 s and ARCTIC 2-4 s): share of voiced frames (crepe
 full's peak >= 0.5) whose decoded pitch is within 50 cents of crepe full's.
 
-    python benchmarks/prune_crepe.py [--threads 1] [--epochs N] [--work DIR]
+    python benchmarks/prune_crepe.py [--threads 1] [--epochs N] [--work DIR] [--latency-only]
 
 The last line is JSON (benchmarks/prune.py reads it).
 """
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import distill_crepe, tasks  # noqa: E402
 from benchmarks.models import crepe  # noqa: E402
 from edgepress.compress import calibrate, distill, load, prune  # noqa: E402
-from edgepress.compress.prune import auto, latency, recalibrate  # noqa: E402
+from edgepress.compress.prune import auto, choice, latency, recalibrate, trials  # noqa: E402
 from edgepress.errors import UserError  # noqa: E402
 
 TARGET = 0.5
@@ -61,11 +61,11 @@ def macs_matched(tiny, example, scan, base_cfg, goal_ratio, where) -> tuple:
     for _ in range(6):
         target = (lo + hi) / 2
         try:
-            ratios = auto.choose(tiny, example, scan, base_cfg, target)
+            ratios = choice.choose(tiny, example, scan, base_cfg, target)
         except UserError:  # the scan's ratios do not reach that low: aim higher
             lo = target
             continue
-        measured = latency.measured_ratio(tiny, auto.prune_layers(tiny, example, base_cfg,
+        measured = latency.measured_ratio(tiny, trials.prune_layers(tiny, example, base_cfg,
                                                                   ratios), example, where)
         best = (target, ratios, measured)
         if abs(measured["ratio"] - goal_ratio) <= 0.02:
@@ -79,20 +79,22 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=distill_crepe.EPOCHS)
     ap.add_argument("--work", type=Path)
+    ap.add_argument("--latency-only", action="store_true", help="stop after the latency-aimed "
+                    "plan (its rounds and ratios; no MACs-aimed plan, no KD): minutes, not an hour")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     t0, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="edgepress-crepe-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        row = run(work, args.threads, args.epochs)
+        row = run(work, args.threads, args.epochs, args.latency_only)
     row["wall_s"] = round(time.perf_counter() - t0)
     row["load"] = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(row))
     return 0
 
 
-def run(work: Path, threads: int, epochs: int) -> dict:
+def run(work: Path, threads: int, epochs: int, latency_only: bool = False) -> dict:
     loaded = load.open_source(distill_crepe.TRAINABLE, None, ("1,1024",))
     tiny, teacher = loaded.model, crepe.crepe_full()
     split = distill_crepe.splits(work)
@@ -108,14 +110,20 @@ def run(work: Path, threads: int, epochs: int) -> dict:
                       latency_threads=threads, latency_cache=where.cache)
     lat_student = copy.deepcopy(tiny)
     fig = prune.run(lat_student, cfg, example, train).figures
-    lat_measured = auto.chosen_round(fig["auto"]["latency"])
+    lat_measured = choice.chosen_round(fig["auto"]["latency"])
+    lat_rounds = [f"{r['goal']:.3f}/{r['predicted']:.3f}/{r['ratio']:.3f}"
+                  for r in fig["auto"]["latency"]["rounds"]]
+    if latency_only:
+        return {"crepe_p50": lat_measured["ratio"], "lat_macs": fig["macs"]["ratio"],
+                "lat_ratios": fig["auto"]["chosen_ratios"], "lat_rounds": lat_rounds,
+                "table_scale": fig["auto"]["latency"]["table_scale"]}
     skipped = prune.skipped_layers(tiny, cfg, example)
     base_cfg = replace(cfg, method="channels", skip=tuple(skipped), skip_defaults=False)
     scan = {"layers": fig["auto"]["scan"], "macs": fig["macs"]["before"],
             "ratios": list(auto.RATIOS)}
     macs_target, macs_ratios, macs_measured = macs_matched(tiny, example, scan, base_cfg,
                                                            lat_measured["ratio"], where)
-    macs_student = auto.prune_layers(tiny, example, base_cfg, macs_ratios)
+    macs_student = trials.prune_layers(tiny, example, base_cfg, macs_ratios)
     recalibrate.batchnorms(macs_student, train)  # as prune.run did for the latency-aimed one
     budget = {k.removeprefix("distill_"): v for k, v in {**distill_crepe.BUDGET,
                                                          **distill_crepe.KD}.items()}
@@ -132,8 +140,7 @@ def run(work: Path, threads: int, epochs: int) -> dict:
             "lat_ratios": fig["auto"]["chosen_ratios"], "macs_ratios": macs_ratios,
             # the two aims may choose one plan: then their KD figures differ by noise only
             "same_plan": macs_ratios == fig["auto"]["chosen_ratios"],
-            "lat_rounds": [f"{r['goal']:.3f}/{r['predicted']:.3f}/{r['ratio']:.3f}"
-                           for r in fig["auto"]["latency"]["rounds"]],
+            "lat_rounds": lat_rounds,
             "epochs": epochs, "train_frames": split["sizes"]["train"],
             "voiced_eval_frames": split["sizes"]["eval"],
             **{k: round(v, 2) for k, v in scores.items()}}

@@ -184,7 +184,7 @@ def test_scan_measures_each_trial_with_batchnorm_statistics_re_estimated():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     trial = {flag: next(t for layer in scan["layers"] if layer["name"] == "res.0"
                         for t in layer["trials"]) for flag, scan in scans.items()}
-    pruned = auto.prune_layers(model, example, prune.PruneConfig(
+    pruned = trials.prune_layers(model, example, prune.PruneConfig(
         "channels", skip=("stem.0", "fc"), skip_defaults=False), {"res.0": 0.5})
     metric = auto._Metric(model, data, auto.EVAL_LIMIT)
     as_pruned = metric.measure(pruned)[1]

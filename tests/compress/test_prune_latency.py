@@ -4,6 +4,7 @@ recipe keys (bad targets: test_prune.BAD); and the layer types pruning leaves al
 
 import json
 import shutil
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import tiny_models
 from tiny_models import factory
 from edgepress import options
 from edgepress.compress import calibrate, load, pipeline, prune, recipe
-from edgepress.compress.prune import auto, latency, ondevice
+from edgepress.compress.prune import auto, choice, latency, ondevice
 from edgepress.errors import UserError
 
 
@@ -83,12 +84,20 @@ def test_ratio_choice_against_an_injected_table():
         return {"ratio": 0.6, "unpruned_ms": 10.0, "pruned_ms": 6.0}
 
     model = torch.nn.Linear(1, 1)
-    ratios, rounds = auto.choose_latency(model, {}, scan, None, 0.6, table, check,
+    ratios, rounds = choice.choose_latency(model, {}, scan, None, 0.6, table, check,
                                          pruned_copy=lambda *a: "pruned")
     assert ratios == {"fast": 0.5}  # 40% saved for the same drop; `big` saves 1%
     assert rounds == [{"goal": 0.6, "predicted": 0.6, "ratio": 0.6, "unpruned_ms": 10.0,
                        "pruned_ms": 6.0, "chosen": True}]
-    assert auto._greedy(scan["layers"], 0.4, auto._macs_saved) == {"big": 0.5}  # MACs: the other
+    assert choice._greedy(scan["layers"], 0.4, choice._macs_saved) == {"big": 0.5}  # MACs: the other
+
+
+def test_greedy_passes_over_ratios_that_round_to_the_same_widths():
+    """16 channels rounded to multiples of 8: 25% and 50% both keep 8 and save the same; the
+    greedy must go on to 75% rather than stop at 25%."""
+    a = [dict(_trial(r, r, {"a": [w, 4]}), macs_saved=s)
+         for r, w, s in ((0.25, 8, 0.3), (0.5, 8, 0.3), (0.75, 4, 0.6))]
+    assert choice._greedy([{"name": "a", "trials": a}], 0.5, choice._macs_saved) == {"a": 0.75}
 
 
 def test_latency_miss_tightens_the_goal_then_says_what_it_reached():
@@ -98,12 +107,12 @@ def test_latency_miss_tightens_the_goal_then_says_what_it_reached():
     def check(pruned):
         return {"ratio": next(misses), "unpruned_ms": 10.0, "pruned_ms": 0.0}
 
-    ratios, rounds = auto.choose_latency(None, {}, scan, None, 0.6, table, check,
+    ratios, rounds = choice.choose_latency(None, {}, scan, None, 0.6, table, check,
                                          pruned_copy=lambda *a: None)
     assert [r["goal"] for r in rounds] == [0.6, 0.45] and ratios == {"big": 0.5, "fast": 0.5}
     assert [r.get("chosen", False) for r in rounds] == [False, True]
     with pytest.raises(UserError, match=r"auto:latency=0.1: .* reach only 0.59 x the measured"):
-        auto.choose_latency(None, {}, scan, None, 0.1, table,
+        choice.choose_latency(None, {}, scan, None, 0.1, table,
                             lambda p: {"ratio": 0.59, "unpruned_ms": 1, "pruned_ms": 1},
                             pruned_copy=lambda *a: None)
 
@@ -132,10 +141,10 @@ def test_latency_overshoot_is_interpolated_between_plans_that_meet_and_miss():
     def check(plan):  # four times the table's saving, each plan measured once
         assert plan not in measured, f"measured twice: {plan}"
         measured.append(plan)
-        return {"ratio": round(1 - 4 * table.saved(auto._trials_of(scan["layers"], plan)), 4),
+        return {"ratio": round(1 - 4 * table.saved(choice._trials_of(scan["layers"], plan)), 4),
                 "unpruned_ms": 10.0, "pruned_ms": 0.0}
 
-    ratios, rounds = auto.choose_latency(None, {}, scan, None, 0.5, table, check,
+    ratios, rounds = choice.choose_latency(None, {}, scan, None, 0.5, table, check,
                                          pruned_copy=lambda model, ex, cfg, plan: plan)
     # 0.5: everything, 0.28; loosened by the miss (0.72: the same plan, not measured again;
     # 0.94: too slow, 0.68); then between the two: 0.841 (0.28 again), 0.895 (0.48: kept)
@@ -156,7 +165,7 @@ def test_a_goal_past_one_goes_halfway_to_it():
         return {"ratio": measured[tuple(sorted(plan.items()))], "unpruned_ms": 1.0,
                 "pruned_ms": 0.0}
 
-    ratios, rounds = auto.choose_latency(None, {}, scan, None, 0.5, table, check,
+    ratios, rounds = choice.choose_latency(None, {}, scan, None, 0.5, table, check,
                                          pruned_copy=lambda model, ex, cfg, plan: plan)
     assert [r["goal"] for r in rounds] == pytest.approx([0.5, 0.9, 0.95])
     assert ratios == {"a": 0.25, "b": 0.5} and rounds[-1]["ratio"] == 0.48
@@ -186,7 +195,7 @@ def test_through_the_pipeline_the_manifest_records_the_table(tmp_path, monkeypat
     lat = auto_fig["latency"]
     assert manifest["recipe"]["prune"] == "auto:latency=0.8" and auto_fig["latency_target"] == 0.8
     assert lat["fmt"] == "onnx" and lat["precision"] == "fp32" and lat["on"] == "host"
-    assert auto.chosen_round(lat)["ratio"] <= 0.81 and "res.0" in lat["table_ms"]
+    assert choice.chosen_round(lat)["ratio"] <= 0.81 and "res.0" in lat["table_ms"]
     assert Path(lat["table_file"]).parent == tmp_path / "c"
 
 
@@ -293,3 +302,35 @@ def test_a_plan_that_breaks_the_model_is_one_clear_error(tmp_path, monkeypatch):
                       latency_cache=str(tmp_path / "tables"))
     with pytest.raises(UserError, match="the pruned model no longer runs"):
         prune.run(loaded.model, cfg, load.example(loaded), data)
+
+
+class _GlueTimer:
+    """An engine where the whole model takes three times the sum of its layers timed alone (the
+    time between layers shrinking with them), each layer's time proportional to its MACs: the
+    uncalibrated table predicts a third of what a plan saves."""
+
+    def __call__(self, models, **timing):
+        return {key: prune.macs(m, ex) / 1e6 * (3 if key == "whole" else 1)
+                for key, (m, ex) in models.items()}
+
+
+def test_the_table_is_scaled_to_the_whole_model_so_the_plan_lands_near_the_target(tmp_path):
+    model, example = _loaded().model, _example()
+    cfg = prune.PruneConfig("channels", round_to=1)  # widths fine enough for a plan near 0.5
+    data = calibrate.open_data("random", _loaded().inputs, 8, seed=3)
+    scan = auto.scan(model, example, data, cfg, ratios=(0.125, 0.25, 0.375, 0.5, 0.625, 0.75))
+    cfg = replace(cfg, skip=tuple(scan["skipped"]), skip_defaults=False)  # as auto.apply does
+    table = latency.table(model, example, scan, latency.Where(cache=str(tmp_path)), _GlueTimer())
+    assert table.scale == pytest.approx(3.0)
+    whole = prune.macs(model, example)
+
+    def check(pruned):  # measured: the whole model's time, proportional to its MACs
+        return {"ratio": round(prune.macs(pruned, example) / whole, 4)}
+
+    ratios, rounds = choice.choose_latency(model, example, scan, cfg, 0.5, table, check)
+    [chosen] = rounds  # the prediction is the measurement: one round
+    assert chosen["predicted"] == pytest.approx(chosen["ratio"], abs=0.01)
+    assert 0.45 <= chosen["ratio"] <= 0.5 and chosen["chosen"]
+    unscaled = latency.Table(table.base, table.cells_ms, table.whole_ms, table.record)
+    _, rounds = choice.choose_latency(model, example, scan, cfg, 0.5, unscaled, check)
+    assert rounds[0]["predicted"] > 0.7 and rounds[0]["ratio"] < 0.3  # what it overshot to

@@ -34,7 +34,7 @@ from torch import nn
 
 from edgepress.compress import calibrate, load
 from edgepress.options import Prune
-from edgepress.compress.prune import auto, channels, recalibrate, sparse
+from edgepress.compress.prune import auto, channels, choice, recalibrate, sparse
 from edgepress.compress.prune.measure import PRUNABLE, UNPRUNED, execution_order, macs, \
     measure, skipped_layers
 from edgepress.compress.prune.plan import IMPORTANCES, NAMES, SCOPES, PruneConfig, check, \
@@ -177,7 +177,7 @@ def describe(figures: dict, saved: Path) -> list[str]:
                      f"scan, {fig['auto']['metric']} on {fig['auto']['samples']} samples)")
     if "latency" in fig.get("auto", {}):
         lat = fig["auto"]["latency"]
-        last = auto.chosen_round(lat)
+        last = choice.chosen_round(lat)
         lines.append(f"auto: measured p50 {last['pruned_ms']:.3f} ms vs {last['unpruned_ms']:.3f} "
                      f"ms unpruned (x{last['ratio']:.3f}; {lat['fmt']} {lat['precision']}, "
                      f"{lat['threads']} thread(s) on {lat['on']}); latency table "
