@@ -44,3 +44,22 @@ def test_a_scalar_input_is_timed_for_the_summary(tmp_path):
                                             formats=("onnx",)))
     assert run.failures == [] and [r.bundle.name for r in run.results] == ["onnx-fp32"]
     assert (tmp_path / "out" / "summary.json").is_file()
+
+
+def test_a_scalar_input_keeps_its_shape_in_aeq_calibration(tmp_path):
+    # AI Edge Quantizer's calibration feeds went through np.ascontiguousarray, which makes a 0-d
+    # sample (1,); the model's signature declares () for it
+    from edgepress.compress.calibrate import open_data
+    from edgepress.compress.quantize import aeq_static
+    from edgepress.compress.quantize.job import Job
+    from edgepress.runtime.session import Session
+
+    _scaled_by_a_scalar(tmp_path / "m.onnx")
+    specs = Session(tmp_path / "m.onnx").inputs
+    job = Job(loaded=None, fmt="tflite", fp32_path=tmp_path / "m.onnx", out_path=tmp_path / "q",
+              calib=open_data("random", specs, limit=2))
+    feeds = list(aeq_static._feeds(job))
+    assert len(feeds) == 2
+    for feed in feeds:
+        assert feed["sr"].shape == () and feed["sr"].dtype == np.int64
+        assert feed["x"].shape == (1, 8) and feed["x"].flags.c_contiguous

@@ -218,7 +218,9 @@ def _feeds(job: Job):
             break
         if job.layout == "nhwc":
             sample = {k: to_nhwc(v) for k, v in sample.items()}
-        yield {k: np.ascontiguousarray(v.astype(want.get(k, v.dtype))) for k, v in sample.items()}
+        # np.asarray(order="C"), not ascontiguousarray: the latter makes a 0-d input (a scalar
+        # state such as a sample rate) 1-d, which the signature's () shape then rejects.
+        yield {k: np.asarray(v.astype(want.get(k, v.dtype)), order="C") for k, v in sample.items()}
 
 
 def _count(job: Job) -> int:
