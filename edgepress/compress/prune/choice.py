@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
-from edgepress.compress.prune import latency
+from edgepress.compress.prune import latency, timing
 from edgepress.compress.prune.measure import macs
 from edgepress.compress.prune.plan import PruneConfig
 from edgepress.compress.prune.trials import prune_layers
@@ -176,7 +176,7 @@ def _noise(layer, i) -> float:
 def latency_plan(model, example, result, base, cfg) -> tuple[dict, dict]:
     where = latency.Where(cfg.latency_format, cfg.latency_precision, cfg.latency_on,
                           cfg.latency_threads, cfg.latency_cache)
-    with contextlib.closing(latency.timer_for(where)) as timer:  # the unpruned file reused
+    with contextlib.closing(timing.timer_for(where)) as timer:  # the unpruned file reused
         table = latency.table(model, example, result, where, timer)
         ratios, rounds = choose_latency(
             model, example, result, base, cfg.ratio, table,

@@ -12,7 +12,7 @@ unpruned latency for a plan measured at 0.04. So each saving is scaled by the wh
 measured time over the sum of its layers' cells at full width (every Conv/Linear, pruned or not),
 all timed in one session (1.3-2.2 on MobileNetV2, ResNet-18 and crepe tiny here under load; 0.77
 for MobileNetV2 at load ~2). The plan chosen from the prediction is then still measured
-whole (choice.py). Tables are cached on disk (one JSON
+whole (choice.py); the timing itself is timing.py. Tables are cached on disk (one JSON
 file per model architecture, format, precision, target and threads) and recorded in the manifest.
 """
 
@@ -22,16 +22,15 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from edgepress.compress.prune.measure import PRUNABLE, each_layer
+from edgepress.compress.prune.measure import each_layer
+from edgepress.compress.prune.timing import Where, timer_for  # Where: the target, as callers name it
 from edgepress.errors import UserError
-from edgepress.options import Prune
 
 CHECK_ROUNDS, CHECK_BLOCK_S = 10, 0.25  # the whole-model check: unpruned and pruned interleaved
 
@@ -142,17 +141,6 @@ class Table:
                 for n, cs in self.record["cells"].items()}
 
 
-@dataclass(frozen=True)
-class Where:
-    """What a table is measured in and on: the bundle's format and precision, the target."""
-
-    fmt: str = "onnx"
-    precision: str = "fp32"  # fp32 or int8
-    on: str = Prune.latency_on  # host or ssh://user@host[:port]
-    threads: int = Prune.latency_threads
-    cache: str | None = Prune.latency_cache  # table files' directory (None: ~/.cache/...)
-
-
 def table(model: nn.Module, example: dict, scan_result: dict, where: Where, timer=None) -> Table:
     """The latency table for the scan's trials: cached cells reused, the missing ones measured
     (all in one timing session, with the whole model, so they share the machine's state)."""
@@ -184,85 +172,6 @@ def measured_ratio(model: nn.Module, pruned: nn.Module, example: dict, where: Wh
                   rounds=CHECK_ROUNDS, block_s=CHECK_BLOCK_S)
     return {"unpruned_ms": round(times["unpruned"], 4), "pruned_ms": round(times["pruned"], 4),
             "ratio": round(times["pruned"] / times["unpruned"], 4)}
-
-
-class Timer:
-    """{key: (module, example)} -> {key: p50 ms}: each module written as a bundle file would be
-    (format, precision; a module already written is reused) and the files timed on the target."""
-
-    def __init__(self, where: Where):
-        from edgepress.compress.prune import ondevice
-
-        self.where = where
-        self.run = ondevice.time_files if where.on.startswith("ssh://") else _time_here
-        self.tmp = tempfile.TemporaryDirectory(prefix="edgepress-latency-")
-        self.files = {}  # id(module) -> (module, file): the module held so its id stays its own
-
-    def __call__(self, models: dict, **timing) -> dict:
-        return self.run({key: self._file(m, ex) for key, (m, ex) in models.items()}, self.where,
-                        **timing)
-
-    def _file(self, module, example) -> Path:
-        if id(module) not in self.files:
-            folder = Path(self.tmp.name) / f"m{len(self.files)}"
-            self.files[id(module)] = (module, _model_file(module, example, self.where, folder))
-        return self.files[id(module)][1]
-
-    def close(self) -> None:
-        self.tmp.cleanup()
-
-
-def timer_for(where: Where) -> Timer:
-    return Timer(where)
-
-
-def _time_here(files: dict, where: Where, **timing) -> dict:
-    from edgepress.runtime import layer_times
-
-    times = layer_times.measure(list(files.values()), where.threads, **timing)
-    return {key: times[str(path)] for key, path in files.items()}
-
-
-def _model_file(module: nn.Module, example: dict, where: Where, folder: Path) -> Path:
-    """module written as the bundle's model file: exported, then quantized for int8."""
-    from edgepress.compress import calibrate, export, quantize
-    from edgepress.compress.load.loaded import Loaded
-    from edgepress.runtime.artifact import TensorSpec
-
-    folder.mkdir(parents=True)
-    specs = [TensorSpec(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in
-             example.items()]
-    loaded = Loaded("factory", "latency table", specs, model=module.eval())
-    with torch.no_grad():
-        n_out = len(_outputs(module(**example)))
-    if where.fmt == "onnx" and isinstance(module, PRUNABLE):
-        fp32 = _onnx_cell(module, example["input"], folder / "model.onnx")
-    else:
-        fp32 = export.write(loaded, where.fmt, folder, export.ExportOptions(), example,
-                            n_out).path
-    if where.precision == "fp32":
-        return fp32
-    job = quantize.Job(loaded, where.fmt, fp32, folder / f"int8.{where.fmt}",
-                       calibrate.open_data("random", specs, 8), example, work=folder / "work")
-    return quantize.run(job, quantize.QuantizeConfig(where.precision, speed_check=False)).path
-
-
-def _onnx_cell(module, x, path: Path) -> Path:
-    """One Conv/Linear layer as ONNX through the TorchScript-based exporter: the same single
-    Conv/Gemm node the dynamo exporter writes for it, in 0.2 s instead of 6 (measured here on a
-    3x3 conv), which matters at hundreds of cells per table."""
-    from edgepress.compress import export
-
-    with export.quiet():
-        torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["output_0"])
-    return path
-
-
-def _outputs(out):
-    from edgepress.compress import load
-
-    return load.outputs(out)
 
 
 def _arch(model: nn.Module, example: dict) -> str:
