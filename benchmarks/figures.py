@@ -8,7 +8,10 @@ are computed beside it, named, never into it.
 - tflite_vs_aeq_p50: the same p50 ratio for edgepress int8 TFLite over AI Edge Quantizer's default
   static recipe.
 - real_vs_best_peer: per real model, edgepress's best int8 task metric (over its int8 recipes)
-  minus the best non-broken peer's, mean in points.
+  minus the best non-broken peer's, mean in points. Its ceiling (real_vs_best_peer_ceiling):
+  edgepress's best fp32 metric minus that peer's, mean in points: what real_vs_best_peer would be
+  were every int8 bundle to keep the fp32 metric exactly. Where the peers already keep it, no
+  int8 can go past them except by chance.
 - peak_efficiency_int8: edgepress's best int8 artifact's share of the formula's int8 peak; also
   against each engine's measured peak (the GEMM microbenchmark, models/gemm.py). Never clamped.
 - size ratio: per model, edgepress int8 file size over its fp32 file (largest int8 recipe).
@@ -75,9 +78,23 @@ def real_vs_peers(ok: list[dict]) -> dict:
     for model in dict.fromkeys(r["model"] for r in ok if r.get("task")):
         ours, theirs = best(ok, model, ("edgepress",)), best(ok, model, peers)
         if ours and theirs:
+            fp32 = best_fp32(ok, model)
             out[model] = {"edgepress": ours, "peer": theirs,
-                          "points": 100 * (ours["value"] - theirs["value"])}
+                          "points": 100 * (ours["value"] - theirs["value"]),
+                          "headroom": 100 * (fp32["value"] - theirs["value"]) if fp32 else None}
     return out
+
+
+def best_fp32(ok: list[dict], model: str) -> dict | None:
+    """edgepress's fp32 artifact of `model` with the highest task metric (over formats)."""
+    cands = [r for r in ok if r["model"] == model and r["tool"] == "edgepress"
+             and r["precision"] == "fp32" and r.get("value") is not None]
+    return max(cands, key=lambda r: r["value"], default=None)
+
+
+def ceiling(real: dict) -> float:
+    """real_vs_best_peer's ceiling: the mean fp32 headroom over the models that have one."""
+    return _mean([v["headroom"] for v in real.values() if v["headroom"] is not None])
 
 
 def size_ratios(ok: list[dict]) -> dict:
@@ -123,6 +140,7 @@ def suite(rows: list[dict]) -> dict:
         "tflite_vs_aeq_p50": _geomean([a["runs"]["1"]["p50_ms"] / b["runs"]["1"]["p50_ms"]
                                        for a, b in tflite.values()]),
         "real_vs_best_peer": _mean([v["points"] for v in real.values()]),
+        "real_vs_best_peer_ceiling": ceiling(real),
         "peak_efficiency_int8": 100 * ours["formula"] if ours else float("nan"),
         "pairs": len(onnx), "tflite_pairs": len(tflite),
         "per_model": {m: {"p50_ratio": a["runs"]["1"]["p50_ms"] / b["runs"]["1"]["p50_ms"],
@@ -131,7 +149,8 @@ def suite(rows: list[dict]) -> dict:
                           "snr_db": (a["snr_db"], b["snr_db"])} for m, (a, b) in onnx.items()},
         "per_model_tflite": {m: a["runs"]["1"]["p50_ms"] / b["runs"]["1"]["p50_ms"]
                              for m, (a, b) in tflite.items()},
-        "real_per_model": {m: {"points": v["points"], "edgepress": _label(v["edgepress"]),
+        "real_per_model": {m: {"points": v["points"], "headroom": v["headroom"],
+                               "edgepress": _label(v["edgepress"]),
                                "peer": _label(v["peer"])} for m, v in real.items()},
         "efficiency": {"edgepress": ours, "best_peer": _best_efficiency(ok, peers, peaks)},
         "engine_peaks_gmacs": {f"{f} {p} {t}T": v for (f, p, t), v in sorted(peaks.items())},

@@ -141,7 +141,9 @@ def _suite_note(s: dict) -> str:
             f"weights); tflite_vs_aeq_p50 the same ratio for edgepress int8 "
             f"TFLite over AI Edge Quantizer's default static recipe ({s['tflite_pairs']} "
             f"models: {tfl}); real_vs_best_peer the mean over real models of edgepress's best "
-            f"int8 task metric minus the best non-broken peer's ({real}).")
+            f"int8 task metric minus the best non-broken peer's ({real}); its ceiling, "
+            f"edgepress's best fp32 metric minus that peer's (what int8 that kept fp32's metric "
+            f"would score), {s['real_vs_best_peer_ceiling']:+.2f} pts.")
 
 
 def _efficiency_note(s: dict) -> str:

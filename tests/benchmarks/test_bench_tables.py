@@ -57,6 +57,21 @@ def test_real_vs_best_peer_skips_broken_peers_and_takes_edgepress_best_recipe():
     assert LINE.match(figures.suite_line(s))
 
 
+def test_real_vs_best_peer_ceiling_is_fp32_over_the_best_peer():
+    real = {"task": "vad", "family": "v"}
+    rows = [_row("v", "edgepress", 1.0, 0.95, **real),
+            _row("v", "edgepress", 5.0, 0.97, precision="fp32", **real),
+            _row("v", "edgepress", 5.0, 0.96, precision="fp32", fmt="tflite", **real),
+            _row("v", "nncf", 1.0, 0.94, **real),
+            _row("w", "edgepress", 1.0, 0.80, **real),  # no fp32 row: no headroom to count
+            _row("w", "nncf", 1.0, 0.70, **real)]
+    s = figures.suite(rows)
+    assert math.isclose(s["real_per_model"]["v"]["headroom"], 100 * (0.97 - 0.94))
+    assert s["real_per_model"]["w"]["headroom"] is None
+    assert math.isclose(s["real_vs_best_peer_ceiling"], 100 * (0.97 - 0.94))
+    assert math.isclose(s["real_vs_best_peer"], (100 * (0.95 - 0.94) + 100 * 0.10) / 2)
+
+
 def test_measured_peak_efficiency_is_not_clamped():
     peak = _row("gemm", "edgepress", 1.0, None, peak=True)
     peak["runs"]["1"]["gmacs_per_s"] = 5.0
