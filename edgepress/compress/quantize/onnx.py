@@ -4,12 +4,7 @@
   kernels are its fast path: s8s8 measured 1.25-2x slower with VNNI), s8 on Arm. Each recipe
   below is a family of candidates (`variants`): calibrator (--calib-method auto: MinMax and
   Percentile; Entropy only when named) x per-channel or per-tensor weights.
-- int8 on the folded stem: the same, on the torch model with its strided few-channel convs
-  folded into stride-1 ones (space_to_depth.py) and exported again (a second graph: timed).
-- Cross-layer equalization (equalize.py, where the torch model has conv pairs with only ReLU /
-  max-pool / padding / BatchNorm between): both recipes above also on the equalized model, as
-  members of their recipe's family (same graph, other weights: the best SNR is kept). crepe
-  tiny: 26.4 dB equalized vs 29.1 plain (Percentile), so not kept there.
+- int8 on a rewritten torch model (onnx_rewritten.py): the stem folded, equalized, or both.
 - int8, weight ops only: quantize_static on Conv/MatMul/Gemm, embedding tables weight-only.
 - int8 for transformers (the graph has Softmax / LayerNorm / an embedding lookup on an integer
   input): quantize_static on MatMul/Gemm only, outputs float, embedding tables weight-only.
@@ -24,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,7 +86,7 @@ class _Reader:
         self.chunk = max(d for d in range(1, 33) if self.total % d == 0)  # ORT wants a divisor
         self._it = iter(dataset.samples())
         self._left = self.total
-        self.bar = progress.OFF  # the calibration's live line, on a terminal (see _static)
+        self.bar = progress.OFF  # the calibration's live line, on a terminal (see static_qdq)
 
     def __len__(self):
         return self.total
@@ -113,108 +107,11 @@ WEIGHT_OPS = ["Conv", "MatMul", "Gemm"]  # Gemm too: quant_pre_process fuses Mat
 
 def static_int8(job: Job, cfg: QuantizeConfig) -> Quantized:
     """Every op type onnxruntime quantizes statically (CNNs: measured fine)."""
-    return _static(job, cfg, {"method": "static int8 QDQ, per-channel weights"})
+    return static_qdq(job, cfg, {"method": "static int8 QDQ, per-channel weights"})
 
 
 static_int8.key = "onnx-static-all-ops"
 static_int8.applies = lambda job: not graph_facts.attention(job.fp32_path)
-
-
-def static_int8_folded_stem(job: Job, cfg: QuantizeConfig) -> Quantized:
-    """static_int8 on the torch model with its strided few-channel convs folded into stride-1
-    ones (space_to_depth.py, exact) and exported again. crepe tiny's stem (1 channel, 512 taps,
-    stride 4) is what it is for: onnxruntime's u8s8 QLinearConv over one input channel ran the
-    int8 model at about fp32's speed; folded (4 channels, 128 taps) 0.40 vs 0.84 ms (1 thread,
-    timed interleaved, same cosine 0.99916 to fp32)."""
-    return _rewritten(job, cfg, fold=True, equalize=False)
-
-
-static_int8_folded_stem.key = "onnx-static-folded-stem"
-static_int8_folded_stem.applies = lambda job: (
-    _torch_model(job) is not None and _folds(job) and not graph_facts.attention(job.fp32_path))
-
-
-def static_int8_equalized(job: Job, cfg: QuantizeConfig) -> Quantized:
-    """static_int8 on the cross-layer-equalized torch model (equalize.py), exported again: the
-    same graph with other weights, so a member of static_int8's family (the best SNR of a family
-    is kept)."""
-    return _rewritten(job, cfg, fold=False, equalize=True)
-
-
-static_int8_equalized.key = "onnx-static-all-ops-equalized"
-static_int8_equalized.family_key = "onnx-static-all-ops"
-static_int8_equalized.applies = lambda job: (
-    _torch_model(job) is not None and not graph_facts.attention(job.fp32_path)
-    and bool(_pairs(job)))
-
-
-def static_int8_folded_equalized(job: Job, cfg: QuantizeConfig) -> Quantized:
-    """The folded-stem recipe on the equalized model: a member of the folded-stem family."""
-    return _rewritten(job, cfg, fold=True, equalize=True)
-
-
-static_int8_folded_equalized.key = "onnx-static-folded-stem-equalized"
-static_int8_folded_equalized.family_key = "onnx-static-folded-stem"
-static_int8_folded_equalized.applies = lambda job: (
-    static_int8_folded_stem.applies(job) and bool(_pairs(job)))
-
-
-def _torch_model(job: Job):
-    return getattr(job.loaded, "model", None)
-
-
-def _folds(job: Job) -> bool:
-    from edgepress.compress.quantize import space_to_depth
-
-    return space_to_depth.applies(_torch_model(job))
-
-
-def _pairs(job: Job) -> list:
-    """The conv pairs equalize.py can scale (found once per job: torch.export is seconds)."""
-    cache = work_dir(job) / "equalize-pairs.json"
-    if cache.exists():
-        return [tuple(p) for p in json.loads(cache.read_text())]
-    import torch
-
-    from edgepress.compress.quantize import equalize
-
-    if not job.sample:  # nothing to trace with (a Job built without export's sample)
-        return []
-    found = equalize.pairs(torch.export.export(_torch_model(job).eval(), (),
-                                               dict(job.sample)).module())
-    cache.write_text(json.dumps(found))
-    return found
-
-
-def _rewritten(job: Job, cfg: QuantizeConfig, fold: bool, equalize: bool) -> Quantized:
-    """static_int8 on the torch model rewritten (equalized, then folded), exported again into
-    its own work folder (its own normalised model and range caches)."""
-    from edgepress.compress import export
-    from edgepress.compress.quantize import equalize as eq
-    from edgepress.compress.quantize import space_to_depth
-
-    model, notes = _torch_model(job), []
-    if equalize:
-        model, done = eq.apply(model, _pairs(job))
-        notes.append(f"cross-layer equalization: {done} conv pair(s) (equalize.py)")
-    if fold:
-        model, folded = space_to_depth.rewrite(model)
-        notes += folded
-    name = "-".join(n for n, on in (("folded", fold), ("equalized", equalize)) if on)
-    work = work_dir(job) / name
-    work.mkdir(parents=True, exist_ok=True)
-    fp32 = work / "model.onnx"
-    if not fp32.exists():
-        import onnx
-
-        outputs = len(onnx.load(str(job.fp32_path), load_external_data=False).graph.output)
-        opts = export.ExportOptions(opset=export._opset(job.fp32_path) or 18)
-        export._onnx(replace(job.loaded, model=model), fp32, opts, job.sample, outputs)
-    how = " and ".join(w for w, on in (("equalized", equalize), ("stem-folded", fold)) if on)
-    q = _static(replace(job, fp32_path=fp32, work=work), cfg,
-                {"method": f"static int8 QDQ, per-channel weights, on the {how} model"})
-    q.figures["rewritten"] = notes
-    return q
 
 
 def static_int8_weight_ops(job: Job, cfg: QuantizeConfig) -> Quantized:
@@ -283,7 +180,7 @@ def _with_tables(job: Job, cfg: QuantizeConfig, figures: dict, extra=None) -> Qu
 
     work = work_dir(job)
     inner = replace(job, out_path=work / f"static-{job.out_path.stem}.onnx", work=work)
-    q = _static(inner, cfg, figures, op_types=WEIGHT_OPS, tag="weights", extra=extra)
+    q = static_qdq(inner, cfg, figures, op_types=WEIGHT_OPS, tag="weights", extra=extra)
     with export.quiet():  # ORT warns the model "is already quantized": only Gather is left
         quantize_dynamic(str(q.path), str(job.out_path), op_types_to_quantize=["Gather"],
                          weight_type=QuantType.QUInt8, nodes_to_exclude=list(cfg.exclude),
@@ -307,7 +204,7 @@ def _float_kept(graph: dict, signs: dict) -> dict:
     return {"ops": graph["float_ops"], "weight_layers": graph["float_weight_layers"], "why": why}
 
 
-def _static(job: Job, cfg: QuantizeConfig, figures: dict, op_types=None, tag="all",
+def static_qdq(job: Job, cfg: QuantizeConfig, figures: dict, op_types=None, tag="all",
             extra=None) -> Quantized:
     from onnxruntime.quantization import (
         CalibrationMethod,
