@@ -119,6 +119,21 @@ def test_target_isa_choice_is_explained():
     assert all(t["why"] for t in (vnni, arm))
 
 
+@pytest.mark.parametrize("target,top", [("x86", 64), ("x86-vnni", 127)])  # ORT's 7 bits: [-64, 64]
+def test_dynamic_weights_take_7_bits_where_u8s8_saturates(target, top, cnn_bundles, cnn_loaded,
+                                                          tmp_path):
+    import onnx
+
+    job = quantize.Job(cnn_loaded, "onnx", cnn_bundles / "onnx-fp32" / "model.onnx",
+                       tmp_path / "q.onnx", work=tmp_path / "work")
+    q = quantize.run(job, quantize.QuantizeConfig("dynamic", target=target, speed_check=False))
+    assert q.figures["reduce_range"] is (top == 64) and q.figures["isa"] == target
+    weights = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(q.path)).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and t.dims]
+    # symmetric per-channel: each channel's largest weight lands on the range's top
+    assert weights and max(int(np.abs(w.astype(int)).max()) for w in weights) == top
+
+
 # ---- the CLI end to end (ONNX: fast) ----------------------------------------------------------
 
 def _compress(tmp_path, *extra, source=None, shape=CNN_SHAPE[0]):
