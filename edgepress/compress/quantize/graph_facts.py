@@ -61,6 +61,37 @@ def _attention(path: str, _mtime_ns: int, _size: int) -> tuple:
     return tuple({**signs, "mask_constants": masks}.items())
 
 
+def log_front_end(path: Path) -> tuple:
+    """(name, op type) of the nodes up to and including each Log whose inputs a weight op
+    computes (a spectrogram, CQT or mel front end taken to decibels), in graph order; () when
+    there is none. A log
+    expands the low end of a spectrum's ~80 dB range that int8 activations (~48 dB) cannot
+    carry, so an error upstream of it survives into everything downstream."""
+    stat = Path(path).stat()
+    return _log_front_end(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _log_front_end(path: str, _mtime_ns: int, _size: int) -> tuple:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    front = set()
+    for log in (n for n in graph.node if n.op_type == "Log"):
+        upstream, todo = {log.name}, [log]
+        while todo:
+            for name in todo.pop().input:
+                node = producer.get(name)
+                if node is not None and node.name not in upstream:
+                    upstream.add(node.name)
+                    todo.append(node)
+        if any(n.op_type in ("Conv", "MatMul", "Gemm") and n.name in upstream
+               for n in graph.node):
+            front |= upstream
+    return tuple((n.name, n.op_type) for n in graph.node if n.name in front)
+
+
 def record(path: Path) -> dict:
     """What the quantized file at `path` holds: integer ops by type, weight layers left float,
     and the float compute ops whose activations were not quantized (counts by op type)."""
