@@ -298,7 +298,10 @@ def test_a_plan_that_breaks_the_model_is_one_clear_error(tmp_path, monkeypatch):
     (tmp_path / "fixed.py").write_text(FIXED_RESHAPE)
     loaded = load.open_source(f"{tmp_path / 'fixed.py'}:model", None, ("1,1,8",))
     data = calibrate.open_data("random", loaded.inputs, 4, seed=0)
-    cfg = prune.parse("auto:latency=0.5", skip=("fc",), skip_defaults=False, round_to=1,
+    # `first` skipped too: with it prunable, the greedy's pick between the two hung on the
+    # unseeded weights' sensitivities, and a plan pruning only `first` runs (then the aim is
+    # out of reach instead), so the test failed about one run in two
+    cfg = prune.parse("auto:latency=0.5", skip=("fc", "first"), skip_defaults=False, round_to=1,
                       latency_cache=str(tmp_path / "tables"))
     with pytest.raises(UserError, match="the pruned model no longer runs"):
         prune.run(loaded.model, cfg, load.example(loaded), data)
