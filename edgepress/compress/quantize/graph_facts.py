@@ -64,9 +64,9 @@ def _attention(path: str, _mtime_ns: int, _size: int) -> tuple:
 def log_front_end(path: Path) -> tuple:
     """(name, op type) of the nodes up to and including each Log whose inputs a weight op
     computes (a spectrogram, CQT or mel front end taken to decibels), in graph order; () when
-    there is none. A log
-    expands the low end of a spectrum's ~80 dB range that int8 activations (~48 dB) cannot
-    carry, so an error upstream of it survives into everything downstream."""
+    there is none. A log expands the low end of a spectrum's ~80 dB range that int8
+    activations (~48 dB) cannot carry, so an error upstream of it survives into everything
+    downstream."""
     stat = Path(path).stat()
     return _log_front_end(str(path), stat.st_mtime_ns, stat.st_size)
 

@@ -6,7 +6,7 @@
   Percentile; Entropy only when named) x per-channel or per-tensor weights.
 - int8 on a rewritten torch model (onnx_rewritten.py): the stem folded, equalized, or both.
 - int8, weight ops only: quantize_static on Conv/MatMul/Gemm, embedding tables weight-only.
-- int8 with a log-spectrum front end (convolutions up to a Log: CQT, mel) kept float.
+- int8 with a log-spectrum front end kept float (onnx_front_end.py).
 - int8 for transformers (the graph has Softmax / LayerNorm / an embedding lookup on an integer
   input): quantize_static on MatMul/Gemm only, outputs float, embedding tables weight-only.
   choose.py measures the candidates that apply and keeps one.
@@ -144,36 +144,6 @@ def static_int8_transformer(job: Job, cfg: QuantizeConfig) -> Quantized:
 
 static_int8_transformer.key = "onnx-static-transformer"
 static_int8_transformer.applies = lambda job: bool(graph_facts.attention(job.fp32_path))
-
-
-def static_int8_float_front_end(job: Job, cfg: QuantizeConfig) -> Quantized:
-    """static_int8 with the log-spectrum front end (graph_facts.log_front_end: the Log and
-    every node upstream of it) kept float, the layers after it int8. basic-pitch (a CQT front
-    end, 26 of its 32 convolutions, taken to decibels): 28.1 dB SNR on its held-out windows
-    where every op type int8 gave 7.4 dB, and the greedy float fallback of --min-snr reached only
-    9.5 dB with 8 layers kept float (it adds one layer at a time; the error is the front end's
-    as a whole)."""
-    front = graph_facts.log_front_end(_normalised(job))
-    weights = [name for name, op in front if op in WEIGHT_OPS]
-    kept = tuple(cfg.exclude) + tuple(name for name, _ in front)
-    return static_qdq(job, replace(cfg, exclude=kept),
-                      {"method": "static int8 QDQ, per-channel weights, the log-spectrum front "
-                                 "end float",
-                       "float_front_end": {"nodes": len(front), "weight_layers": weights,
-                                           "why": "a Log takes it to decibels: int8 activations "
-                                                  "cannot hold the spectrum's range upstream"}},
-                      tag="front")
-
-
-static_int8_float_front_end.key = "onnx-static-float-front-end"
-static_int8_float_front_end.applies = lambda job: (
-    not graph_facts.attention(job.fp32_path)
-    and bool(graph_facts.log_front_end(_normalised(job))))
-
-
-def _normalised(job: Job) -> Path:
-    """The normalised float file quantize_static reads (its node names are what it excludes)."""
-    return normalise.normalise_onnx(job.fp32_path, work_dir(job))[0]
 
 
 # Entropy is left out of auto: with onnxruntime's defaults (128 histogram bins, 128 quantized

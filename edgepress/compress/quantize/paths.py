@@ -1,13 +1,14 @@
 """The quantization paths: `METHODS` maps (format, precision) to the candidate paths in order of
-preference (onnx.py, onnx_rewritten.py, tflite.py and aeq_static.py say which library does what,
-and why); those that apply to the model are measured and one is kept (choose.py). `PASSES` run
-after the method, in order, each named. `run` is one quantization: the kept candidate, then the passes."""
+preference (onnx.py, onnx_rewritten.py, onnx_front_end.py, tflite.py and aeq_static.py say which
+library does what, and why); those that apply to the model are measured and one is kept
+(choose.py). `PASSES` run after the method, in order, each named. `run` is one quantization: the
+kept candidate, then the passes."""
 
 from __future__ import annotations
 
 from edgepress.compress import compact
 from edgepress.compress.quantize import aeq_static, choose, layers, onnx, onnx_bias, \
-    onnx_rewritten, speed, tflite
+    onnx_front_end, onnx_rewritten, speed, tflite
 from edgepress.compress.quantize.job import CALIB_METHODS, PRECISIONS, TARGETS, Job, \
     QuantizeConfig, Quantized
 from edgepress.errors import UserError, one_of
@@ -16,7 +17,7 @@ METHODS = {
     ("onnx", "int8"): [onnx.static_int8_transformer, onnx.static_int8,
                        onnx_rewritten.static_int8_equalized, onnx_rewritten.static_int8_folded_stem,
                        onnx_rewritten.static_int8_folded_equalized, onnx.static_int8_weight_ops,
-                       onnx.static_int8_float_front_end],
+                       onnx_front_end.static_int8_float_front_end],
     ("onnx", "dynamic"): [onnx.dynamic_int8],
     ("onnx", "fp16"): [onnx.fp16],
     ("tflite", "int8"): [aeq_static.mixed, tflite.int8, tflite.int8_folded_stem,
